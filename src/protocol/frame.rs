@@ -1,0 +1,183 @@
+//! Length-prefixed framing: the size check happens before any allocation,
+//! and a TLS ClientHello on a plaintext port is recognised as such.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes of the big-endian INT32 size that starts every Kafka frame.
+pub const LEN_PREFIX: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("peer sent a TLS ClientHello to a plaintext listener (configure the client with security.protocol=PLAINTEXT, or enable TLS on this listener)")]
+    TlsOnPlaintext,
+    #[error("peer sent HTTP to a Kafka port")]
+    HttpOnKafka,
+    #[error("negative frame length {0}")]
+    NegativeLength(i32),
+    #[error("frame length {len} exceeds the limit of {max} bytes (max_frame_bytes)")]
+    TooLarge { len: usize, max: usize },
+    #[error("frame of {0} bytes is too short for a Kafka header")]
+    TooShort(usize),
+    #[error("connection closed in the middle of a frame ({got} of {want} bytes)")]
+    Truncated { got: usize, want: usize },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Checks the first bytes of a stream for things that are clearly not Kafka.
+pub fn sniff_foreign(prefix: &[u8]) -> Option<FrameError> {
+    if prefix.len() >= 3 && prefix[0] == 0x16 && prefix[1] == 0x03 && prefix[2] <= 0x04 {
+        return Some(FrameError::TlsOnPlaintext);
+    }
+    for verb in [&b"GET "[..], b"POST", b"PUT ", b"HEAD", b"PRI "] {
+        if prefix.starts_with(verb) {
+            return Some(FrameError::HttpOnKafka);
+        }
+    }
+    None
+}
+
+/// Validates a frame's size field; returns the whole frame's length
+/// (prefix included).
+pub fn frame_len(prefix: [u8; 4], min_body: usize, max: usize) -> Result<usize, FrameError> {
+    let len = i32::from_be_bytes(prefix);
+    if len < 0 {
+        return Err(FrameError::NegativeLength(len));
+    }
+    let len = len as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    if len < min_body {
+        return Err(FrameError::TooShort(len));
+    }
+    Ok(len + LEN_PREFIX)
+}
+
+/// Reads whole frames from one side of a connection into a reused buffer.
+pub struct FrameReader<R> {
+    io: R,
+    buf: BytesMut,
+    max_frame: usize,
+    min_body: usize,
+    sniff: bool,
+}
+
+const READ_CHUNK: usize = 64 * 1024;
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// `min_body` is the smallest legal frame body (8 for requests, 4 for
+    /// responses). With `sniff`, the first bytes are checked for TLS/HTTP.
+    pub fn new(io: R, max_frame: usize, min_body: usize, sniff: bool) -> Self {
+        FrameReader {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            max_frame,
+            min_body,
+            sniff,
+        }
+    }
+
+    /// True when bytes of a next frame are already buffered.
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Reads more bytes; returns 0 at EOF.
+    pub async fn fill(&mut self) -> Result<usize, FrameError> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        Ok(self.io.read_buf(&mut self.buf).await?)
+    }
+
+    /// The next complete frame, prefix included; `None` at a clean EOF.
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if self.sniff && self.buf.len() >= 4 {
+                self.sniff = false;
+                if let Some(e) = sniff_foreign(&self.buf[..4]) {
+                    return Err(e);
+                }
+            }
+            if self.buf.len() >= LEN_PREFIX {
+                let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+                let total = frame_len(prefix, self.min_body, self.max_frame)?;
+                if self.buf.len() >= total {
+                    return Ok(Some(self.buf.split_to(total).freeze()));
+                }
+                self.buf.reserve(total - self.buf.len());
+            }
+            let n = self.fill().await?;
+            if n == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let want = if self.buf.len() >= LEN_PREFIX {
+                    i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
+                        as usize
+                        + LEN_PREFIX
+                } else {
+                    LEN_PREFIX
+                };
+                return Err(FrameError::Truncated {
+                    got: self.buf.len(),
+                    want,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked_before_allocation() {
+        assert!(matches!(
+            frame_len((-1i32).to_be_bytes(), 8, 1024),
+            Err(FrameError::NegativeLength(-1))
+        ));
+        assert!(matches!(
+            frame_len((i32::MAX).to_be_bytes(), 8, 1024),
+            Err(FrameError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            frame_len(3i32.to_be_bytes(), 8, 1024),
+            Err(FrameError::TooShort(3))
+        ));
+        assert_eq!(frame_len(8i32.to_be_bytes(), 8, 1024).unwrap(), 12);
+    }
+
+    #[test]
+    fn client_hello_is_recognised() {
+        assert!(matches!(
+            sniff_foreign(&[0x16, 0x03, 0x01, 0x02]),
+            Some(FrameError::TlsOnPlaintext)
+        ));
+        assert!(matches!(sniff_foreign(b"GET /"), Some(FrameError::HttpOnKafka)));
+        assert!(sniff_foreign(&[0, 0, 0, 20]).is_none());
+    }
+
+    #[tokio::test]
+    async fn reads_pipelined_frames_and_reports_truncation() {
+        let mut data = Vec::new();
+        for i in 0..3u8 {
+            data.extend_from_slice(&8i32.to_be_bytes());
+            data.extend_from_slice(&[0, 18, 0, 3, 0, 0, 0, i]);
+        }
+        data.extend_from_slice(&[0, 0, 0, 9, 1]);
+        let mut r = FrameReader::new(&data[..], 1024, 8, true);
+        for i in 0..3u8 {
+            let f = r.next_frame().await.unwrap().unwrap();
+            assert_eq!(f.len(), 12);
+            assert_eq!(f[11], i);
+        }
+        assert!(matches!(
+            r.next_frame().await,
+            Err(FrameError::Truncated { got: 5, want: 13 })
+        ));
+    }
+}

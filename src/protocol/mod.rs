@@ -1,0 +1,8 @@
+//! The Kafka codec: framing, header peeks, the decode-or-pass decision and
+//! the ApiVersions allow-list. Requests are never decoded beyond these.
+
+pub mod api_versions;
+pub mod decision;
+pub mod frame;
+pub mod header;
+pub mod wire;

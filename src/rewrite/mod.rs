@@ -1,0 +1,94 @@
+//! Broker-address rewriting: the single entry point for every response that
+//! can carry a broker endpoint. Each rewriter walks the wire format with the
+//! bounds-checked [`Reader`], replaces only host and port, and copies every
+//! other byte unchanged. Untrusted bytes never reach a decoder that sizes
+//! allocations from the wire.
+
+mod describe_cluster;
+mod find_coordinator;
+mod metadata;
+mod node_endpoints;
+mod splice;
+
+use crate::protocol::decision::RewriteKind;
+use crate::protocol::header::response_body_offset;
+use crate::protocol::wire::{put_string, Reader, WireError};
+use bytes::{BufMut, BytesMut};
+use splice::Splice;
+use std::sync::Arc;
+
+/// Where clients should connect for one upstream broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    pub host: Arc<str>,
+    pub port: i32,
+}
+
+/// Maps an upstream broker to its kgate listener, creating the listener if
+/// needed (so it exists before the response reaches the client).
+pub trait BrokerMapper {
+    fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError>;
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct MapError(pub String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RewriteError {
+    #[error("malformed response: {0}")]
+    Wire(#[from] WireError),
+    #[error("cannot map broker: {0}")]
+    Map(#[from] MapError),
+}
+
+/// Rewrites a whole response frame (length prefix included). Returns
+/// `None` when the frame carries no broker address and passes unchanged.
+pub fn rewrite(
+    kind: RewriteKind,
+    frame: &[u8],
+    api_key: i16,
+    version: i16,
+    mapper: &dyn BrokerMapper,
+) -> Result<Option<BytesMut>, RewriteError> {
+    let body = response_body_offset(frame, api_key, version)?;
+    match kind {
+        RewriteKind::Metadata => metadata::rewrite(frame, body, version, mapper).map(Some),
+        RewriteKind::FindCoordinator => find_coordinator::rewrite(frame, body, version, mapper).map(Some),
+        RewriteKind::DescribeCluster => describe_cluster::rewrite(frame, body, version, mapper).map(Some),
+        RewriteKind::ProduceEndpoints => node_endpoints::rewrite_produce(frame, body, version, mapper),
+        RewriteKind::FetchEndpoints => node_endpoints::rewrite_fetch(frame, body, version, mapper),
+    }
+}
+
+/// Replaces the host and port at the reader's position (a node id has just
+/// been read). Unknown nodes (id < 0) become an empty host and port -1, so
+/// no upstream address can pass through.
+fn endpoint(
+    r: &mut Reader<'_>,
+    sp: &mut Splice<'_>,
+    compact: bool,
+    node_id: i32,
+    mapper: &dyn BrokerMapper,
+) -> Result<(), RewriteError> {
+    let start = r.pos();
+    let host = r.any_string(compact)?;
+    let port = r.i32()?;
+    sp.copy_until(start);
+    match host {
+        Some(h) if node_id >= 0 && !h.is_empty() => {
+            let adv = mapper.advertise(node_id, h, port)?;
+            put_string(sp.out(), &adv.host, compact);
+            sp.out().put_i32(adv.port);
+        }
+        _ => {
+            put_string(sp.out(), "", compact);
+            sp.out().put_i32(-1);
+        }
+    }
+    sp.skip_to(r.pos());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

