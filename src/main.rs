@@ -1,1 +1,102 @@
-fn main() {}
+//! The `kgate` command: parse, load config, run.
+
+use clap::{Parser, Subcommand};
+use kgate::config::{CheckArgs, Config, LogFormat, RunArgs};
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "kgate", version, about = "Kafka proxy: one local listener per broker, addresses rewritten")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the proxy.
+    Run(RunArgs),
+    /// Validate a configuration file without starting anything.
+    CheckConfig(CheckArgs),
+}
+
+fn init_logs(c: &Config) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| c.log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match c.log_format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Human => b.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::CheckConfig(args) => match args.check() {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} bootstrap server(s), {} static listener(s), bootstrap listener {}:{})",
+                    args.config.display(),
+                    c.bootstrap.len(),
+                    c.static_listeners.len(),
+                    c.bind_host,
+                    c.port_base
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Cmd::Run(args) => {
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logs(&config);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            rt.block_on(async move {
+                let running = match kgate::start(config).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                wait_for_signal().await;
+                tracing::info!("shutting down");
+                running.stop();
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub struct Advertised {
 
 /// Maps an upstream broker to its kgate listener, creating the listener if
 /// needed (so it exists before the response reaches the client).
-pub trait BrokerMapper {
+pub trait BrokerMapper: Send + Sync {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError>;
 }
 

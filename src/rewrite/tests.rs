@@ -9,22 +9,22 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::*;
 use uuid::Uuid;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use std::cell::RefCell;
+use std::sync::Mutex;
 
 /// Maps node N to kgate-N:(20000+N) and records what it was asked.
 pub struct TestMapper {
-    pub seen: RefCell<Vec<(i32, String, i32)>>,
+    pub seen: Mutex<Vec<(i32, String, i32)>>,
 }
 
 impl TestMapper {
     pub fn new() -> Self {
-        TestMapper { seen: RefCell::new(Vec::new()) }
+        TestMapper { seen: Mutex::new(Vec::new()) }
     }
 }
 
 impl BrokerMapper for TestMapper {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
-        self.seen.borrow_mut().push((node_id, host.to_string(), port));
+        self.seen.lock().unwrap().push((node_id, host.to_string(), port));
         if node_id > 1000 {
             return Err(MapError(format!("node {node_id} overflows")));
         }
@@ -110,7 +110,7 @@ fn metadata_every_version() {
             b.port = 20000 + b.node_id.0;
         }
         assert_eq!(got, want, "v{v}");
-        assert_eq!(m.seen.borrow()[0], (1, "b-1.msk.example.com".into(), 9094));
+        assert_eq!(m.seen.lock().unwrap()[0], (1, "b-1.msk.example.com".into(), 9094));
         assert_eq!(&out[4..8], &f[4..8], "correlation id kept");
     }
 }

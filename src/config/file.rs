@@ -1,0 +1,202 @@
+//! The TOML file. Unknown keys are errors; values are checked with the
+//! key's name in every message.
+
+use super::{
+    parse_port_range, Config, DialMapping, HostPort, LogFormat, StaticListener,
+};
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bootstrap: Option<Vec<String>>,
+    pub bind_host: Option<String>,
+    pub port_base: Option<u16>,
+    pub advertised_host: Option<String>,
+    pub dynamic_listeners: Option<bool>,
+    pub port_range: Option<String>,
+    #[serde(default)]
+    pub static_listeners: Vec<FileStatic>,
+    #[serde(default)]
+    pub dial: Vec<FileDial>,
+    pub max_frame_bytes: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub connect_timeout_ms: Option<u64>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStatic {
+    pub upstream: String,
+    pub bind: String,
+    pub advertised: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDial {
+    pub broker: String,
+    pub connect: String,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            let msg = e.message();
+            let loc = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            format!("{}{loc}: {msg}", path.display())
+        })
+    }
+}
+
+/// Values gathered from flags and env, each `None` when not given.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bootstrap: Option<Vec<String>>,
+    pub bind_host: Option<String>,
+    pub port_base: Option<u16>,
+    pub advertised_host: Option<String>,
+    pub dynamic_listeners: Option<bool>,
+    pub port_range: Option<String>,
+    pub static_listeners: Option<Vec<String>>,
+    pub dial: Option<Vec<String>>,
+    pub max_frame_bytes: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    pub connect_timeout_ms: Option<u64>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+fn hp(key: &str, v: &str) -> Result<HostPort, String> {
+    HostPort::parse(v).map_err(|e| format!("key `{key}`: {e}"))
+}
+
+/// Merges flags/env over the file and validates the result. `origin`
+/// names the file for messages.
+pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, String> {
+    let err = |m: String| format!("{origin}: {m}");
+    let bootstrap_raw = o.bootstrap.or(file.bootstrap).unwrap_or_default();
+    let mut bootstrap = Vec::new();
+    for (i, b) in bootstrap_raw.iter().filter(|b| !b.trim().is_empty()).enumerate() {
+        bootstrap.push(hp(&format!("bootstrap[{i}]"), b).map_err(err)?);
+    }
+    if bootstrap.is_empty() {
+        return Err(err(
+            "key `bootstrap`: missing; expected at least one upstream broker host:port (flag --bootstrap, env KGATE_BOOTSTRAP)".into(),
+        ));
+    }
+    let mut c = Config::with_bootstrap(bootstrap);
+    if let Some(h) = o.bind_host.or(file.bind_host) {
+        c.bind_host = h;
+    }
+    c.advertised_host = o
+        .advertised_host
+        .or(file.advertised_host)
+        .unwrap_or_else(|| c.bind_host.clone());
+    if let Some(p) = o.port_base.or(file.port_base) {
+        if p == 0 {
+            return Err(err("key `port_base`: 0 is not a port; expected 1-65535".into()));
+        }
+        c.port_base = p;
+    }
+    if let Some(d) = o.dynamic_listeners.or(file.dynamic_listeners) {
+        c.dynamic_listeners = d;
+    }
+    if let Some(r) = o.port_range.or(file.port_range) {
+        c.port_range = Some(parse_port_range(&r).map_err(|e| err(format!("key `port_range`: {e}")))?);
+    }
+    let statics: Vec<FileStatic> = match o.static_listeners {
+        Some(list) => list
+            .iter()
+            .map(|s| parse_static_flag(s))
+            .collect::<Result<_, _>>()
+            .map_err(err)?,
+        None => file.static_listeners,
+    };
+    for (i, s) in statics.iter().enumerate() {
+        let k = |f: &str| format!("static_listeners[{i}].{f}");
+        let upstream = hp(&k("upstream"), &s.upstream).map_err(err)?;
+        let bind = hp(&k("bind"), &s.bind).map_err(err)?;
+        let advertised = match &s.advertised {
+            Some(a) => hp(&k("advertised"), a).map_err(err)?,
+            None => bind.clone(),
+        };
+        if c.static_listeners.iter().any(|x| x.upstream == upstream) {
+            return Err(err(format!("key `{}`: {upstream} is listed twice", k("upstream"))));
+        }
+        c.static_listeners.push(StaticListener { upstream, bind, advertised });
+    }
+    let dials: Vec<FileDial> = match o.dial {
+        Some(list) => list
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(b, c)| FileDial { broker: b.into(), connect: c.into() })
+                    .ok_or_else(|| format!("--dial `{s}`: expected BROKER_HOST:PORT=CONNECT_HOST:PORT"))
+            })
+            .collect::<Result<_, _>>()
+            .map_err(err)?,
+        None => file.dial,
+    };
+    for (i, d) in dials.iter().enumerate() {
+        c.dial.push(DialMapping {
+            broker: hp(&format!("dial[{i}].broker"), &d.broker).map_err(err)?,
+            connect: hp(&format!("dial[{i}].connect"), &d.connect).map_err(err)?,
+        });
+    }
+    if let Some(m) = o.max_frame_bytes.or(file.max_frame_bytes) {
+        if !(1024..=1024 * 1024 * 1024).contains(&m) {
+            return Err(err(format!("key `max_frame_bytes`: {m} is out of range; expected 1024 to 1073741824")));
+        }
+        c.max_frame_bytes = m;
+    }
+    if let Some(m) = o.max_in_flight.or(file.max_in_flight) {
+        if !(1..=100_000).contains(&m) {
+            return Err(err(format!("key `max_in_flight`: {m} is out of range; expected 1 to 100000")));
+        }
+        c.max_in_flight = m;
+    }
+    if let Some(ms) = o.connect_timeout_ms.or(file.connect_timeout_ms) {
+        if ms == 0 {
+            return Err(err("key `connect_timeout_ms`: expected a positive number of milliseconds".into()));
+        }
+        c.connect_timeout = Duration::from_millis(ms);
+    }
+    if let Some(f) = o.log_format.or(file.log_format) {
+        c.log_format = match f.as_str() {
+            "human" | "text" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => return Err(err(format!("key `log_format`: `{other}`; expected `human` or `json`"))),
+        };
+    }
+    c.log_level = o.log_level.or(file.log_level);
+    Ok(c)
+}
+
+/// `--static-listener UPSTREAM=BIND[=ADVERTISED]`.
+fn parse_static_flag(s: &str) -> Result<FileStatic, String> {
+    let parts: Vec<&str> = s.split('=').collect();
+    match parts.as_slice() {
+        [u, b] => Ok(FileStatic { upstream: u.to_string(), bind: b.to_string(), advertised: None }),
+        [u, b, a] => Ok(FileStatic {
+            upstream: u.to_string(),
+            bind: b.to_string(),
+            advertised: Some(a.to_string()),
+        }),
+        _ => Err(format!(
+            "--static-listener `{s}`: expected UPSTREAM_HOST:PORT=BIND_HOST:PORT[=ADVERTISED_HOST:PORT]"
+        )),
+    }
+}

@@ -1,0 +1,150 @@
+//! Configuration: a TOML file, `KGATE_*` environment variables and flags,
+//! merged with precedence flag > env > file into one validated [`Config`].
+//! Every error names the file or flag, the key, and what was expected.
+
+mod cli;
+mod file;
+
+pub use cli::{CheckArgs, RunArgs};
+pub use file::FileConfig;
+
+use std::fmt;
+use std::time::Duration;
+
+pub const DEFAULT_PORT_BASE: u16 = 19092;
+pub const DEFAULT_BIND_HOST: &str = "127.0.0.1";
+pub const DEFAULT_MAX_FRAME: usize = 100 * 1024 * 1024;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+
+/// A `host:port` pair as written by the user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl HostPort {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        HostPort { host: host.into(), port }
+    }
+
+    /// Parses `host:port` or `[v6]:port`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, p) = rest
+                .split_once("]:")
+                .ok_or_else(|| format!("`{s}` is not `[ipv6]:port`"))?;
+            (h, p)
+        } else {
+            s.rsplit_once(':')
+                .ok_or_else(|| format!("`{s}` has no port; expected host:port"))?
+        };
+        if host.is_empty() {
+            return Err(format!("`{s}` has an empty host; expected host:port"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{s}` has an invalid port; expected host:port with port 1-65535"))?;
+        if port == 0 {
+            return Err(format!("`{s}` has port 0; expected 1-65535"));
+        }
+        Ok(HostPort::new(host, port))
+    }
+}
+
+/// A fixed listener for one upstream broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticListener {
+    pub upstream: HostPort,
+    pub bind: HostPort,
+    pub advertised: HostPort,
+}
+
+/// PrivateLink-style dialling: connect to `connect` whenever `broker` is
+/// meant; everything that names the broker keeps `broker`'s name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialMapping {
+    pub broker: HostPort,
+    pub connect: HostPort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bootstrap: Vec<HostPort>,
+    pub bind_host: String,
+    pub port_base: u16,
+    pub advertised_host: String,
+    pub dynamic_listeners: bool,
+    pub port_range: Option<(u16, u16)>,
+    pub static_listeners: Vec<StaticListener>,
+    pub dial: Vec<DialMapping>,
+    pub max_frame_bytes: usize,
+    pub max_in_flight: usize,
+    pub connect_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+}
+
+impl Config {
+    /// A config with defaults and the given bootstrap servers.
+    pub fn with_bootstrap(bootstrap: Vec<HostPort>) -> Self {
+        Config {
+            bootstrap,
+            bind_host: DEFAULT_BIND_HOST.into(),
+            port_base: DEFAULT_PORT_BASE,
+            advertised_host: DEFAULT_BIND_HOST.into(),
+            dynamic_listeners: true,
+            port_range: None,
+            static_listeners: Vec::new(),
+            dial: Vec::new(),
+            max_frame_bytes: DEFAULT_MAX_FRAME,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            connect_timeout: Duration::from_secs(10),
+            log_format: LogFormat::Human,
+            log_level: None,
+        }
+    }
+
+    /// Where a connection to `broker` actually goes.
+    pub fn dial_address(&self, broker: &HostPort) -> HostPort {
+        self.dial
+            .iter()
+            .find(|d| &d.broker == broker)
+            .map(|d| d.connect.clone())
+            .unwrap_or_else(|| broker.clone())
+    }
+}
+
+/// Parses `A-B` into an inclusive port range.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("`{s}` is not a range; expected FIRST-LAST, e.g. 30000-30100"))?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("`{s}`: first port is not 1-65535"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("`{s}`: last port is not 1-65535"))?;
+    if a == 0 || a > b {
+        return Err(format!("`{s}`: expected 1 <= FIRST <= LAST <= 65535"));
+    }
+    Ok((a, b))
+}
+
+#[cfg(test)]
+mod tests;

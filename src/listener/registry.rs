@@ -1,0 +1,210 @@
+//! The registry of broker listeners: static ones from the config, and
+//! dynamic ones created the first time a broker appears in a response
+//! (deterministic port `port_base + 1 + node_id`, or the next free port of
+//! a configured range). A broker that moves re-points its listener.
+
+use crate::config::{Config, HostPort};
+use crate::rewrite::{Advertised, BrokerMapper, MapError};
+use std::collections::HashMap;
+use std::net::TcpListener as StdListener;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// One broker's listener: where clients are sent, and which upstream
+/// broker (by its real name) it currently stands for.
+#[derive(Debug)]
+pub struct BrokerSlot {
+    pub advertised: Advertised,
+    pub bind: HostPort,
+    upstream: RwLock<HostPort>,
+    pub is_static: bool,
+}
+
+impl BrokerSlot {
+    pub fn upstream(&self) -> HostPort {
+        match self.upstream.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn repoint(&self, to: HostPort) {
+        match self.upstream.write() {
+            Ok(mut g) => *g = to,
+            Err(p) => *p.into_inner() = to,
+        }
+    }
+}
+
+/// What a listener forwards to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Bootstrap,
+    Broker(Arc<BrokerSlot>),
+}
+
+impl Target {
+    pub fn label(&self) -> String {
+        match self {
+            Target::Bootstrap => "bootstrap".into(),
+            Target::Broker(s) => format!("{}:{}", s.bind.host, s.bind.port),
+        }
+    }
+}
+
+/// A freshly bound listener for the accept-loop spawner.
+pub struct NewListener {
+    pub socket: StdListener,
+    pub target: Target,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_node: HashMap<i32, Arc<BrokerSlot>>,
+    by_static_upstream: HashMap<HostPort, Arc<BrokerSlot>>,
+    next_range_port: Option<u16>,
+}
+
+pub struct Registry {
+    config: Arc<Config>,
+    inner: Mutex<Inner>,
+    spawn: mpsc::UnboundedSender<NewListener>,
+}
+
+/// Binds a listening socket (non-blocking, ready for tokio).
+pub fn bind(addr: &HostPort) -> std::io::Result<StdListener> {
+    let l = StdListener::bind((addr.host.as_str(), addr.port))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+impl Registry {
+    /// Binds every static listener up front.
+    pub fn new(
+        config: Arc<Config>,
+        spawn: mpsc::UnboundedSender<NewListener>,
+    ) -> Result<Self, String> {
+        let mut inner = Inner {
+            next_range_port: config.port_range.map(|r| r.0),
+            ..Default::default()
+        };
+        for s in &config.static_listeners {
+            let socket = bind(&s.bind)
+                .map_err(|e| format!("static listener for {} on {}: {e}", s.upstream, s.bind))?;
+            let slot = Arc::new(BrokerSlot {
+                advertised: Advertised { host: s.advertised.host.as_str().into(), port: s.advertised.port as i32 },
+                bind: s.bind.clone(),
+                upstream: RwLock::new(s.upstream.clone()),
+                is_static: true,
+            });
+            info!(upstream = %s.upstream, bind = %s.bind, advertised = %s.advertised, "static listener");
+            let _ = spawn.send(NewListener { socket, target: Target::Broker(slot.clone()) });
+            inner.by_static_upstream.insert(s.upstream.clone(), slot);
+        }
+        Ok(Registry { config, inner: Mutex::new(inner), spawn })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// The broker slot for a node id, if one exists.
+    pub fn slot(&self, node_id: i32) -> Option<Arc<BrokerSlot>> {
+        self.lock().by_node.get(&node_id).cloned()
+    }
+
+    fn create(&self, inner: &mut Inner, node_id: i32, upstream: HostPort) -> Result<Arc<BrokerSlot>, MapError> {
+        let c = &self.config;
+        let (socket, port) = match c.port_range {
+            Some((first, last)) => {
+                let from = inner.next_range_port.unwrap_or(first);
+                bind_in_range(&c.bind_host, from, first, last, node_id, &upstream)?
+            }
+            None => {
+                let p = i64::from(c.port_base) + 1 + i64::from(node_id);
+                if node_id < 0 || p > i64::from(u16::MAX) {
+                    return Err(MapError(format!(
+                        "broker {node_id} ({upstream}) would listen on port {p} (port_base {} + 1 + node id), outside 1-65535; configure a static listener for it or a port_range",
+                        c.port_base
+                    )));
+                }
+                let port = p as u16;
+                let s = bind(&HostPort::new(c.bind_host.clone(), port)).map_err(|e| {
+                    MapError(format!("cannot bind listener for broker {node_id} on {}:{port}: {e}", c.bind_host))
+                })?;
+                (s, port)
+            }
+        };
+        if c.port_range.is_some() {
+            inner.next_range_port = port.checked_add(1);
+        }
+        let slot = Arc::new(BrokerSlot {
+            advertised: Advertised { host: c.advertised_host.as_str().into(), port: port as i32 },
+            bind: HostPort::new(c.bind_host.clone(), port),
+            upstream: RwLock::new(upstream.clone()),
+            is_static: false,
+        });
+        info!(node_id, upstream = %upstream, listener = %slot.bind, advertised = %format!("{}:{}", c.advertised_host, port), "dynamic listener created");
+        self.spawn
+            .send(NewListener { socket, target: Target::Broker(slot.clone()) })
+            .map_err(|_| MapError("kgate is shutting down".into()))?;
+        Ok(slot)
+    }
+}
+
+/// The first port of `from..=last` that binds.
+fn bind_in_range(
+    host: &str,
+    from: u16,
+    first: u16,
+    last: u16,
+    node_id: i32,
+    upstream: &HostPort,
+) -> Result<(StdListener, u16), MapError> {
+    for port in from.max(first)..=last {
+        match bind(&HostPort::new(host, port)) {
+            Ok(s) => return Ok((s, port)),
+            Err(e) => warn!(port, error = %e, "port of port_range is busy, trying the next"),
+        }
+    }
+    Err(MapError(format!(
+        "no free port left in port_range {first}-{last} for broker {node_id} ({upstream}); widen the range"
+    )))
+}
+
+impl BrokerMapper for Registry {
+    fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+        let port16 = u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| MapError(format!("broker {node_id} has invalid port {port}")))?;
+        let upstream = HostPort::new(host, port16);
+        let mut inner = self.lock();
+        if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
+            inner.by_node.entry(node_id).or_insert_with(|| slot.clone());
+            return Ok(slot.advertised.clone());
+        }
+        if let Some(slot) = inner.by_node.get(&node_id).cloned() {
+            if slot.upstream() == upstream {
+                return Ok(slot.advertised.clone());
+            }
+            if !slot.is_static {
+                info!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, "broker moved; listener re-pointed");
+                slot.repoint(upstream);
+                return Ok(slot.advertised.clone());
+            }
+        }
+        if !self.config.dynamic_listeners {
+            return Err(MapError(format!(
+                "broker {node_id} at {upstream} has no static listener and dynamic listeners are off; add it to static_listeners"
+            )));
+        }
+        let slot = self.create(&mut inner, node_id, upstream)?;
+        inner.by_node.insert(node_id, slot.clone());
+        Ok(slot.advertised.clone())
+    }
+}

@@ -1,0 +1,123 @@
+//! The connection's state machine, written down in one place.
+//!
+//! ```text
+//!                 upstream dialled
+//!   Connecting ───────────────────────► Authenticating ──(SASL ok)──┐
+//!       │        (no SASL configured)          │                    │
+//!       │ ─────────────────────────────────────┼──────────────┐     │
+//!       │                                      │ fail         ▼     ▼
+//!       │ fail                                 │           Forwarding ◄──────┐
+//!       ▼                                      ▼            │   │  │         │ re-auth ok
+//!     Closed ◄─────────────────────────────────┴────────────┘   │  └► PausedForReauth
+//!       ▲         client EOF, protocol error, upstream loss     │      (hold new requests,
+//!       │                                                       │       drain in-flight,
+//!       └────────────── Draining ◄──────── shutdown ────────────┘       re-authenticate)
+//!                      (no new requests;
+//!                       in-flight finish)
+//! ```
+//!
+//! * **Connecting**: the client is accepted; the upstream TCP (and later
+//!   TLS) connection is being opened. No client byte is read.
+//! * **Authenticating**: kgate's own SASL exchange with the broker, using
+//!   correlation ids kgate owns. No client byte is forwarded.
+//! * **Forwarding**: requests flow client → broker, responses back.
+//! * **PausedForReauth**: new client requests are held (back-pressure, not
+//!   dropped) while in-flight responses drain and kgate re-authenticates.
+//! * **Draining**: shutdown; no new requests, in-flight ones may finish.
+//! * **Closed**: terminal.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Authenticating,
+    Forwarding,
+    PausedForReauth,
+    Draining,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The upstream connection is up; `sasl` says whether kgate must
+    /// authenticate before forwarding.
+    UpstreamConnected { sasl: bool },
+    Authenticated,
+    ReauthDue,
+    Reauthenticated,
+    ShutdownRequested,
+    /// Client EOF, protocol error, upstream loss or failed (re)auth.
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid transition from {from} on {event:?}")]
+pub struct InvalidTransition {
+    pub from: State,
+    pub event: Event,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl State {
+    /// The transition table. Anything not listed is a bug and is refused.
+    pub fn on(self, event: Event) -> Result<State, InvalidTransition> {
+        use Event::*;
+        use State::*;
+        let next = match (self, event) {
+            (Connecting, UpstreamConnected { sasl: true }) => Authenticating,
+            (Connecting, UpstreamConnected { sasl: false }) => Forwarding,
+            (Authenticating, Authenticated) => Forwarding,
+            (Forwarding, ReauthDue) => PausedForReauth,
+            (PausedForReauth, Reauthenticated) => Forwarding,
+            (Forwarding | PausedForReauth, ShutdownRequested) => Draining,
+            (Connecting | Authenticating, ShutdownRequested) => Closed,
+            (Draining, ShutdownRequested) => Draining,
+            (_, Ended) => Closed,
+            (from, event) => return Err(InvalidTransition { from, event }),
+        };
+        Ok(next)
+    }
+
+    /// Whether new client requests may be sent upstream in this state.
+    pub fn forwards_requests(self) -> bool {
+        self == State::Forwarding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event::*;
+    use super::State::*;
+
+    #[test]
+    fn lifecycle_with_and_without_sasl() {
+        let s = Connecting.on(UpstreamConnected { sasl: false }).unwrap();
+        assert_eq!(s, Forwarding);
+        let s = Connecting.on(UpstreamConnected { sasl: true }).unwrap();
+        assert_eq!(s, Authenticating);
+        assert!(!s.forwards_requests());
+        let s = s.on(Authenticated).unwrap();
+        assert!(s.forwards_requests());
+        let p = s.on(ReauthDue).unwrap();
+        assert_eq!(p, PausedForReauth);
+        assert!(!p.forwards_requests());
+        assert_eq!(p.on(Reauthenticated).unwrap(), Forwarding);
+        assert_eq!(s.on(ShutdownRequested).unwrap(), Draining);
+        assert_eq!(Draining.on(Ended).unwrap(), Closed);
+    }
+
+    #[test]
+    fn impossible_transitions_are_refused() {
+        assert!(Connecting.on(Authenticated).is_err());
+        assert!(Forwarding.on(Authenticated).is_err());
+        assert!(Closed.on(UpstreamConnected { sasl: false }).is_err());
+        assert!(Draining.on(ReauthDue).is_err());
+        assert!(Authenticating.on(ReauthDue).is_err());
+    }
+}

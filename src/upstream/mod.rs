@@ -1,0 +1,4 @@
+//! The upstream side: dialling brokers (with dial-address mapping) and,
+//! later, TLS and SASL toward them.
+
+pub mod dial;
