@@ -77,7 +77,10 @@ pub fn allowed_versions(api_key: i16) -> Option<(i16, i16)> {
     if DENIED.contains(&k) {
         return None;
     }
-    let r = k.valid_versions();
+    let r = super::catalog::parseable_versions(k);
+    if r.is_empty() {
+        return None;
+    }
     let max = match k {
         // v2 adds voter listener endpoints (host/port).
         ApiKey::DescribeQuorum => r.max.min(1),

@@ -2,6 +2,7 @@
 //! the ApiVersions allow-list. Requests are never decoded beyond these.
 
 pub mod api_versions;
+pub mod catalog;
 pub mod decision;
 pub mod frame;
 pub mod header;

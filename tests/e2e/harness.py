@@ -347,7 +347,7 @@ class Kgate:
         the kgate listener it should be: 127.0.0.1:PB+1+N for node N, any of
         those when the client did not say which node, 127.0.0.1:PB for the
         bootstrap. `forbid` lists upstream addresses that must never appear."""
-        seen = list(seen)
+        seen = list(dict.fromkeys(seen))
         if not seen:
             raise AssertionError("the client reported no broker addresses at all")
         listeners = self.listeners()

@@ -364,9 +364,9 @@ def rdkafka_consume(conf: dict, topic: str, run: str, expected: list[Sent], dead
                     seen.add(v)
         if got:
             c.commit(asynchronous=False)
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=15)}
         md = c.list_topics(topic, timeout=15)
+        tps = [TopicPartition(topic, p) for p in sorted(md.topics[topic].partitions)]
+        committed = {tp.partition: tp.offset for tp in c.committed(tps, timeout=15)}
         return got, committed, [Seen("consumer metadata", b.host, b.port, n) for n, b in md.brokers.items()]
     finally:
         c.close()

@@ -410,7 +410,9 @@ public final class KgateE2E {
                 if (!batch.isEmpty()) consumer.commitSync(Duration.ofSeconds(15));
                 ph.assigned.addAll(consumer.assignment());
 
-                if (seen.size() >= expected.size()) {
+                // Finish only once the consumer really joined the group (non-empty assignment):
+                // leaving tansu 0.6 in the middle of a first join wedges the group for good.
+                if (seen.size() >= expected.size() && !consumer.assignment().isEmpty()) {
                     // Everything seen: make sure the positions also passed the acknowledged
                     // offsets, so that duplicates in between would have been noticed too.
                     if (consumer.assignment().containsAll(endOffsets.keySet())) {

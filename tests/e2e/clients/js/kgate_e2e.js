@@ -165,8 +165,11 @@ async function consume(kafka, { topic, group, runId, expected, forbidden, nextOf
   // watermark, or 2 s after everything was seen (tansu 0.6's Fetch high watermark is not exact
   // either; the grace period still lets late duplicates show up).
   let allSeenAt = null
+  // Also wait until the consumer really joined the group: leaving tansu 0.6 in the middle of a
+  // first join wedges the group for good.
+  let joined = false
   const complete = () => {
-    if (seen.size < expected.size) return false
+    if (!joined || seen.size < expected.size) return false
     if (allSeenAt === null) allSeenAt = Date.now()
     if (Date.now() - allSeenAt >= 2000) return true
     for (const p of Object.keys(hwm)) {
@@ -185,6 +188,9 @@ async function consume(kafka, { topic, group, runId, expected, forbidden, nextOf
     retry: { retries: 10, initialRetryTime: 100, maxRetryTime: 2000 },
   })
   trackRequests(consumer)
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    joined = true
+  })
   consumer.on(consumer.events.CRASH, ({ payload }) => {
     errors.push(`${tag}: consumer crashed: ${errText(payload && payload.error)}`)
     if (payload && payload.restart === false) crashed = true
