@@ -26,7 +26,11 @@ fn init_logs(c: &Config) {
         .or_else(|| c.log_level.clone())
         .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     match c.log_format {
         LogFormat::Json => b.json().init(),
         LogFormat::Human => b.init(),

@@ -3,6 +3,7 @@
 //! in-process on free ports.
 #![allow(dead_code)]
 
+#[allow(unused_macros, unused_imports)]
 pub mod all_apis;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -45,13 +46,17 @@ pub async fn start_with(c: Config) -> kgate::Running {
 }
 
 pub fn request_frame<M: Encodable>(key: ApiKey, version: i16, corr: i32, msg: &M) -> Bytes {
+    request_frame_as(key, version, corr, "kgate-test", msg)
+}
+
+pub fn request_frame_as<M: Encodable>(key: ApiKey, version: i16, corr: i32, client_id: &str, msg: &M) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(corr)
-        .with_client_id(Some(StrBytes::from_static_str("kgate-test")))
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
         .encode(&mut b, key.request_header_version(version))
         .unwrap();
     msg.encode(&mut b, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
