@@ -5,6 +5,7 @@
 
 #[allow(unused_macros, unused_imports)]
 pub mod all_apis;
+pub mod mock_cluster;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};

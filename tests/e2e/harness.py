@@ -393,7 +393,9 @@ def start_kgate(upstream: Upstream, name: str, extra_args: Iterable[str] = (), a
             f"kgate binary not found at {binary}: build it (cargo build), set KGATE_BIN, "
             "or run with KGATE_DIRECT=1 to test the harness against the upstream directly"
         )
-    env = dict(os.environ)
+    # kgate reads KGATE_* settings from the environment: pass none of the
+    # caller's, so only the command line configures it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KGATE_")}
     env.setdefault("RUST_BACKTRACE", "1")
     if os.environ.get("KGATE_RUST_LOG"):
         env["RUST_LOG"] = os.environ["KGATE_RUST_LOG"]

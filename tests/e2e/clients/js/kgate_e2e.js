@@ -8,6 +8,9 @@
 // Steps:
 //   1. Admin: create <topic> with 3 partitions (an existing topic is fine), describeCluster().
 //   2. Produce <records> keyed records with an idempotent producer (acks=all, 1 in flight).
+//      tansu 0.6 fails InitProducerId v0-v2, the only versions KafkaJS speaks; then the run
+//      falls back to acks=all, 1 in flight, not idempotent (JSON: "idempotent": false), unless
+//      KGATE_E2E_STRICT_IDEMPOTENCE=1.
 //   3. Consume them in group <group> from earliest, committing offsets explicitly after every
 //      batch. Check: no duplicates, nothing missing, offsets and per-key sequences increasing.
 //   4. Disconnect, produce 50 more, start a new consumer in the same group and check that it
