@@ -46,11 +46,18 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let config = Arc::new(config);
     let (tx, mut rx) = mpsc::unbounded_channel::<NewListener>();
     let boot_addr = HostPort::new(config.bind_host.clone(), config.port_base);
-    let boot = bind(&boot_addr).map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
+    let boot = bind(&boot_addr)
+        .map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
     let bootstrap = boot.local_addr().map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
-    let shared = Arc::new(Shared { config: config.clone(), registry });
-    let _ = tx.send(NewListener { socket: boot, target: Target::Bootstrap });
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        registry,
+    });
+    let _ = tx.send(NewListener {
+        socket: boot,
+        target: Target::Bootstrap,
+    });
     info!(listener = %bootstrap, upstream = %config.bootstrap.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(","), "bootstrap listener");
     let s = shared.clone();
     let spawner = tokio::spawn(async move {
@@ -60,9 +67,15 @@ pub async fn start(config: Config) -> Result<Running, String> {
                 Ok(l) => {
                     accept_loops.spawn(listener::accept_loop(s.clone(), l, n.target));
                 }
-                Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
+                Err(e) => {
+                    error!(listener = %n.target.label(), error = %e, "cannot register listener")
+                }
             }
         }
     });
-    Ok(Running { bootstrap, shared, spawner })
+    Ok(Running {
+        bootstrap,
+        shared,
+        spawner,
+    })
 }

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "kgate", version, about = "Kafka proxy: one local listener per broker, addresses rewritten")]
+#[command(
+    name = "kgate",
+    version,
+    about = "Kafka proxy: one local listener per broker, addresses rewritten"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -15,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the proxy.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate a configuration file without starting anything.
     CheckConfig(CheckArgs),
 }
@@ -66,7 +70,10 @@ fn main() -> ExitCode {
                 }
             };
             init_logs(&config);
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");

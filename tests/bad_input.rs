@@ -25,13 +25,24 @@ impl Kgate {
         let log = dir.path().join("kgate.log");
         let port_base = free_port_base(4);
         let child = Command::new(env!("CARGO_BIN_EXE_kgate"))
-            .args(["run", "--bootstrap", &upstream.to_string(), "--port-base", &port_base.to_string()])
+            .args([
+                "run",
+                "--bootstrap",
+                &upstream.to_string(),
+                "--port-base",
+                &port_base.to_string(),
+            ])
             .args(["--max-frame-bytes", "1048576"])
             .env("RUST_LOG", "kgate=debug")
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
-        Kgate { child, log, _dir: dir, port_base }
+        Kgate {
+            child,
+            log,
+            _dir: dir,
+            port_base,
+        }
     }
 
     fn alive(&mut self) -> bool {
@@ -47,7 +58,10 @@ impl Kgate {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("no log line with {parts:?}:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "no log line with {parts:?}:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 
     async fn connect(&self) -> TcpStream {
@@ -80,7 +94,9 @@ async fn lying_upstream() -> std::net::SocketAddr {
             let v = i16::from_be_bytes([f[6], f[7]]);
             let corr = i32::from_be_bytes([f[8], f[9], f[10], f[11]]);
             let resp = match (client_id(&f).as_str(), key) {
-                ("wrong-corr", _) => response_frame(key, v, corr + 1, &HeartbeatResponse::default()),
+                ("wrong-corr", _) => {
+                    response_frame(key, v, corr + 1, &HeartbeatResponse::default())
+                }
                 ("bad-metadata", ApiKey::Metadata) => {
                     // Metadata v1: brokers array claims 2^31-1 entries in a tiny frame
                     let mut b = vec![0, 0, 0, 0];
@@ -90,7 +106,9 @@ async fn lying_upstream() -> std::net::SocketAddr {
                     b[..4].copy_from_slice(&n.to_be_bytes());
                     bytes::Bytes::from(b)
                 }
-                (_, ApiKey::Heartbeat) => response_frame(key, v, corr, &HeartbeatResponse::default()),
+                (_, ApiKey::Heartbeat) => {
+                    response_frame(key, v, corr, &HeartbeatResponse::default())
+                }
                 (_, _) => response_frame(key, v, corr, &MetadataResponse::default()),
             };
             let _ = sock.write_all(&resp).await;
@@ -117,23 +135,54 @@ async fn bad_input_closes_only_its_own_connection() {
     let mut healthy = kg.connect().await;
     still_works(&mut healthy, 1).await;
 
-    let client_hello: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03];
+    let client_hello: &[u8] = &[
+        0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
+    ];
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
-        ("garbage", b"hello, this is not kafka at all".to_vec(), &["exceeds the limit"]),
-        ("negative length", (-5i32).to_be_bytes().to_vec(), &["negative frame length -5"]),
-        ("2 GiB length", [0x80, 0, 0, 0].to_vec(), &["negative frame length -2147483648"]),
-        ("2 GiB - 1 length", [0x7f, 0xff, 0xff, 0xff].to_vec(), &["frame length 2147483647 exceeds the limit"]),
-        ("TLS ClientHello", client_hello.to_vec(), &["TLS ClientHello", "plaintext listener"]),
-        ("unknown api key", {
-            let mut f = 8i32.to_be_bytes().to_vec();
-            f.extend_from_slice(&[0x03, 0xe8, 0, 0, 0, 0, 0, 9]);
-            f
-        }, &["api key 1000", "allow-list"]),
-        ("unknown version", {
-            let mut f = request_frame(ApiKey::Metadata, 12, 5, &MetadataRequest::default()).to_vec();
-            f[6..8].copy_from_slice(&99i16.to_be_bytes());
-            f
-        }, &["api key 3 v99", "allow-list"]),
+        (
+            "garbage",
+            b"hello, this is not kafka at all".to_vec(),
+            &["exceeds the limit"],
+        ),
+        (
+            "negative length",
+            (-5i32).to_be_bytes().to_vec(),
+            &["negative frame length -5"],
+        ),
+        (
+            "2 GiB length",
+            [0x80, 0, 0, 0].to_vec(),
+            &["negative frame length -2147483648"],
+        ),
+        (
+            "2 GiB - 1 length",
+            [0x7f, 0xff, 0xff, 0xff].to_vec(),
+            &["frame length 2147483647 exceeds the limit"],
+        ),
+        (
+            "TLS ClientHello",
+            client_hello.to_vec(),
+            &["TLS ClientHello", "plaintext listener"],
+        ),
+        (
+            "unknown api key",
+            {
+                let mut f = 8i32.to_be_bytes().to_vec();
+                f.extend_from_slice(&[0x03, 0xe8, 0, 0, 0, 0, 0, 9]);
+                f
+            },
+            &["api key 1000", "allow-list"],
+        ),
+        (
+            "unknown version",
+            {
+                let mut f =
+                    request_frame(ApiKey::Metadata, 12, 5, &MetadataRequest::default()).to_vec();
+                f[6..8].copy_from_slice(&99i16.to_be_bytes());
+                f
+            },
+            &["api key 3 v99", "allow-list"],
+        ),
         ("too short", [0, 0, 0, 2, 0, 0].to_vec(), &["too short"]),
     ];
     for (i, (name, bytes, expect)) in cases.into_iter().enumerate() {
@@ -144,7 +193,10 @@ async fn bad_input_closes_only_its_own_connection() {
         let mut parts = expect.to_vec();
         parts.push(&peer);
         let line = kg.logged(&parts).await;
-        assert!(line.contains("listener"), "{name}: log line lacks the listener: {line}");
+        assert!(
+            line.contains("listener"),
+            "{name}: log line lacks the listener: {line}"
+        );
         assert!(kg.alive(), "{name}: process died");
         still_works(&mut healthy, 10 + i as i32).await;
     }
@@ -152,10 +204,13 @@ async fn bad_input_closes_only_its_own_connection() {
     // Truncated frame: the client sends half a frame and goes away.
     let mut bad = kg.connect().await;
     let peer = bad.local_addr().unwrap().to_string();
-    bad.write_all(&[0, 0, 0, 100, 0, 3, 0, 1, 0, 0]).await.unwrap();
+    bad.write_all(&[0, 0, 0, 100, 0, 3, 0, 1, 0, 0])
+        .await
+        .unwrap();
     bad.shutdown().await.unwrap();
     assert!(closed(&mut bad).await);
-    kg.logged(&["in the middle of a frame", "10 of 104", &peer]).await;
+    kg.logged(&["in the middle of a frame", "10 of 104", &peer])
+        .await;
     still_works(&mut healthy, 50).await;
 
     // The broker lies: a wrong correlation id.
@@ -163,16 +218,28 @@ async fn bad_input_closes_only_its_own_connection() {
     let peer = bad.local_addr().unwrap().to_string();
     bad.write_all(&heartbeat(77, "wrong-corr")).await.unwrap();
     assert!(closed(&mut bad).await);
-    kg.logged(&["correlation id 78, expected 77", "api key 12", &peer]).await;
+    kg.logged(&["correlation id 78, expected 77", "api key 12", &peer])
+        .await;
     still_works(&mut healthy, 51).await;
 
     // The broker lies: a Metadata response whose broker count is absurd.
     let mut bad = kg.connect().await;
     let peer = bad.local_addr().unwrap().to_string();
-    let md = request_frame_as(ApiKey::Metadata, 1, 88, "bad-metadata", &MetadataRequest::default());
+    let md = request_frame_as(
+        ApiKey::Metadata,
+        1,
+        88,
+        "bad-metadata",
+        &MetadataRequest::default(),
+    );
     bad.write_all(&md).await.unwrap();
     assert!(closed(&mut bad).await);
-    kg.logged(&["malformed response to api key 3 v1", "array length exceeds the frame", &peer]).await;
+    kg.logged(&[
+        "malformed response to api key 3 v1",
+        "array length exceeds the frame",
+        &peer,
+    ])
+    .await;
     still_works(&mut healthy, 52).await;
 
     // Many garbage connections at once: still alive, still serving.

@@ -11,7 +11,9 @@ use common::all_apis::for_every_api;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kgate::protocol::decision::{allowed_versions, decide, RequestAction, ResponseAction, RewriteKind};
+use kgate::protocol::decision::{
+    allowed_versions, decide, RequestAction, ResponseAction, RewriteKind,
+};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
@@ -58,11 +60,19 @@ fn scripted_response(key: ApiKey, v: i16, corr: i32, me: SocketAddr) -> Bytes {
                         .with_max_version(k.valid_versions().max)
                 })
                 .collect();
-            response_frame(key, v, corr, &ApiVersionsResponse::default().with_api_keys(keys))
+            response_frame(
+                key,
+                v,
+                corr,
+                &ApiVersionsResponse::default().with_api_keys(keys),
+            )
         }
         ApiKey::Metadata => {
             let b = |id: i32, h: StrBytes, p: i32| {
-                metadata_response::MetadataResponseBroker::default().with_node_id(BrokerId(id)).with_host(h).with_port(p)
+                metadata_response::MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(id))
+                    .with_host(h)
+                    .with_port(p)
             };
             let m = MetadataResponse::default()
                 .with_brokers(vec![b(1, host, port), b(2, s("b-2.internal"), 9999)]);
@@ -72,7 +82,10 @@ fn scripted_response(key: ApiKey, v: i16, corr: i32, me: SocketAddr) -> Bytes {
             key,
             v,
             corr,
-            &FindCoordinatorResponse::default().with_node_id(BrokerId(2)).with_host(s("b-2.internal")).with_port(9999),
+            &FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(2))
+                .with_host(s("b-2.internal"))
+                .with_port(9999),
         ),
         ApiKey::FindCoordinator => {
             let c = find_coordinator_response::Coordinator::default()
@@ -80,22 +93,48 @@ fn scripted_response(key: ApiKey, v: i16, corr: i32, me: SocketAddr) -> Bytes {
                 .with_node_id(BrokerId(1))
                 .with_host(host)
                 .with_port(port);
-            response_frame(key, v, corr, &FindCoordinatorResponse::default().with_coordinators(vec![c]))
+            response_frame(
+                key,
+                v,
+                corr,
+                &FindCoordinatorResponse::default().with_coordinators(vec![c]),
+            )
         }
         ApiKey::DescribeCluster => {
             let b = describe_cluster_response::DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(2))
                 .with_host(s("b-2.internal"))
                 .with_port(9999);
-            response_frame(key, v, corr, &DescribeClusterResponse::default().with_brokers(vec![b]))
+            response_frame(
+                key,
+                v,
+                corr,
+                &DescribeClusterResponse::default().with_brokers(vec![b]),
+            )
         }
         ApiKey::Produce if v >= 10 => {
-            let e = produce_response::NodeEndpoint::default().with_node_id(BrokerId(2)).with_host(s("b-2.internal")).with_port(9999);
-            response_frame(key, v, corr, &ProduceResponse::default().with_node_endpoints(vec![e]))
+            let e = produce_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(2))
+                .with_host(s("b-2.internal"))
+                .with_port(9999);
+            response_frame(
+                key,
+                v,
+                corr,
+                &ProduceResponse::default().with_node_endpoints(vec![e]),
+            )
         }
         ApiKey::Fetch if v >= 16 => {
-            let e = fetch_response::NodeEndpoint::default().with_node_id(BrokerId(1)).with_host(host).with_port(port);
-            response_frame(key, v, corr, &FetchResponse::default().with_node_endpoints(vec![e]))
+            let e = fetch_response::NodeEndpoint::default()
+                .with_node_id(BrokerId(1))
+                .with_host(host)
+                .with_port(port);
+            response_frame(
+                key,
+                v,
+                corr,
+                &FetchResponse::default().with_node_endpoints(vec![e]),
+            )
         }
         _ => default_response(key, v, corr),
     }
@@ -123,11 +162,17 @@ fn addresses(kind: RewriteKind, key: ApiKey, v: i16, f: &Bytes) -> Vec<(String, 
         }
         RewriteKind::ProduceEndpoints => {
             let (_, m): (_, ProduceResponse) = decode_response(key, v, f);
-            m.node_endpoints.iter().map(|b| a(&b.host, b.port)).collect()
+            m.node_endpoints
+                .iter()
+                .map(|b| a(&b.host, b.port))
+                .collect()
         }
         RewriteKind::FetchEndpoints => {
             let (_, m): (_, FetchResponse) = decode_response(key, v, f);
-            m.node_endpoints.iter().map(|b| a(&b.host, b.port)).collect()
+            m.node_endpoints
+                .iter()
+                .map(|b| a(&b.host, b.port))
+                .collect()
         }
     }
 }
@@ -151,7 +196,10 @@ async fn every_api_key_and_version_follows_the_decision_table() {
     .await;
     let kg = start_kgate(vec![hp(upstream)], 4).await;
     let base = kg.shared.config.port_base as i32;
-    let listeners = [("127.0.0.1".to_string(), base + 2), ("127.0.0.1".to_string(), base + 3)];
+    let listeners = [
+        ("127.0.0.1".to_string(), base + 2),
+        ("127.0.0.1".to_string(), base + 3),
+    ];
     let mut outcome: BTreeMap<&str, usize> = BTreeMap::new();
 
     for key in ApiKey::iter() {
@@ -166,7 +214,9 @@ async fn every_api_key_and_version_follows_the_decision_table() {
                 RequestAction::Forward(action) => {
                     let got = seen.recv().await.unwrap();
                     assert_eq!(got, req, "{what}: request not forwarded byte-identical");
-                    let resp = read_frame(&mut c).await.unwrap_or_else(|| panic!("{what}: no response"));
+                    let resp = read_frame(&mut c)
+                        .await
+                        .unwrap_or_else(|| panic!("{what}: no response"));
                     let upstream_resp = scripted_response(key, v, corr, upstream);
                     match action {
                         ResponseAction::PassThrough => {
@@ -177,17 +227,27 @@ async fn every_api_key_and_version_follows_the_decision_table() {
                             let (_, m): (_, ApiVersionsResponse) = decode_response(key, v, &resp);
                             assert!(m.api_keys.len() > 50, "{what}");
                             for a in &m.api_keys {
-                                let (lo, hi) = allowed_versions(a.api_key).expect("denied key offered");
-                                assert!(a.min_version >= lo && a.max_version <= hi, "{what}: {a:?}");
+                                let (lo, hi) =
+                                    allowed_versions(a.api_key).expect("denied key offered");
+                                assert!(
+                                    a.min_version >= lo && a.max_version <= hi,
+                                    "{what}: {a:?}"
+                                );
                             }
-                            assert!(!m.api_keys.iter().any(|a| a.api_key == ApiKey::ShareFetch as i16));
+                            assert!(!m
+                                .api_keys
+                                .iter()
+                                .any(|a| a.api_key == ApiKey::ShareFetch as i16));
                             *outcome.entry("ApiVersions filtered").or_default() += 1;
                         }
                         ResponseAction::Rewrite(kind) => {
                             let addrs = addresses(kind, key, v, &resp);
                             assert!(!addrs.is_empty(), "{what}");
                             for a in &addrs {
-                                assert!(listeners.contains(a), "{what}: {a:?} is not a kgate listener");
+                                assert!(
+                                    listeners.contains(a),
+                                    "{what}: {a:?} is not a kgate listener"
+                                );
                             }
                             *outcome.entry("rewritten").or_default() += 1;
                         }
@@ -196,9 +256,13 @@ async fn every_api_key_and_version_follows_the_decision_table() {
                 RequestAction::RefuseSasl => {
                     let resp = read_frame(&mut c).await.expect("SASL answered by kgate");
                     assert_eq!(&resp[4..8], &corr.to_be_bytes(), "{what}");
-                    *outcome.entry("answered by kgate (SASL refused)").or_default() += 1;
+                    *outcome
+                        .entry("answered by kgate (SASL refused)")
+                        .or_default() += 1;
                 }
-                RequestAction::ApiVersionsTooNew => unreachable!("kafka-protocol knows ApiVersions <= 4"),
+                RequestAction::ApiVersionsTooNew => {
+                    unreachable!("kafka-protocol knows ApiVersions <= 4")
+                }
                 RequestAction::Reject(_) => {
                     assert!(closed(&mut c).await, "{what}: connection not closed");
                     *outcome.entry("refused by the allow-list").or_default() += 1;
@@ -215,7 +279,7 @@ async fn every_api_key_and_version_follows_the_decision_table() {
     }
     println!("outcomes: {outcome:?}");
     let total: usize = ApiKey::iter()
-        .map(|k| kgate::protocol::catalog::parseable_versions(k))
+        .map(kgate::protocol::catalog::parseable_versions)
         .map(|r| (r.max - r.min + 1) as usize)
         .sum();
     assert_eq!(outcome.values().sum::<usize>(), total);
@@ -245,9 +309,19 @@ async fn acks_zero_produce_is_not_waited_for_and_pipelining_works() {
     // 3 acks=0 produces interleaved with 8 pipelined heartbeats.
     let mut batch = Vec::new();
     for i in 0..8 {
-        batch.extend_from_slice(&request_frame(ApiKey::Heartbeat, 4, 100 + i, &HeartbeatRequest::default()));
+        batch.extend_from_slice(&request_frame(
+            ApiKey::Heartbeat,
+            4,
+            100 + i,
+            &HeartbeatRequest::default(),
+        ));
         if i % 3 == 0 {
-            batch.extend_from_slice(&request_frame(ApiKey::Produce, 9, 500 + i, &ProduceRequest::default().with_acks(0)));
+            batch.extend_from_slice(&request_frame(
+                ApiKey::Produce,
+                9,
+                500 + i,
+                &ProduceRequest::default().with_acks(0),
+            ));
         }
     }
     c.write_all(&batch).await.unwrap();

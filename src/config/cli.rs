@@ -30,7 +30,11 @@ pub struct RunArgs {
     #[arg(long, env = "KGATE_PORT_RANGE")]
     pub port_range: Option<String>,
     /// UPSTREAM=BIND[=ADVERTISED], repeatable (env: comma-separated).
-    #[arg(long = "static-listener", env = "KGATE_STATIC_LISTENERS", value_delimiter = ',')]
+    #[arg(
+        long = "static-listener",
+        env = "KGATE_STATIC_LISTENERS",
+        value_delimiter = ','
+    )]
     pub static_listeners: Option<Vec<String>>,
     /// BROKER=CONNECT dial-address mapping, repeatable (env: comma-separated).
     #[arg(long, env = "KGATE_DIAL", value_delimiter = ',')]
@@ -88,6 +92,10 @@ impl RunArgs {
 impl CheckArgs {
     pub fn check(&self) -> Result<Config, String> {
         let file = FileConfig::load(&self.config)?;
-        build(file, Overrides::default(), &self.config.display().to_string())
+        build(
+            file,
+            Overrides::default(),
+            &self.config.display().to_string(),
+        )
     }
 }

@@ -1,9 +1,7 @@
 //! The TOML file. Unknown keys are errors; values are checked with the
 //! key's name in every message.
 
-use super::{
-    parse_port_range, Config, DialMapping, HostPort, LogFormat, StaticListener,
-};
+use super::{parse_port_range, Config, DialMapping, HostPort, LogFormat, StaticListener};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -89,7 +87,11 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     let err = |m: String| format!("{origin}: {m}");
     let bootstrap_raw = o.bootstrap.or(file.bootstrap).unwrap_or_default();
     let mut bootstrap = Vec::new();
-    for (i, b) in bootstrap_raw.iter().filter(|b| !b.trim().is_empty()).enumerate() {
+    for (i, b) in bootstrap_raw
+        .iter()
+        .filter(|b| !b.trim().is_empty())
+        .enumerate()
+    {
         bootstrap.push(hp(&format!("bootstrap[{i}]"), b).map_err(err)?);
     }
     if bootstrap.is_empty() {
@@ -107,7 +109,9 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         .unwrap_or_else(|| c.bind_host.clone());
     if let Some(p) = o.port_base.or(file.port_base) {
         if p == 0 {
-            return Err(err("key `port_base`: 0 is not a port; expected 1-65535".into()));
+            return Err(err(
+                "key `port_base`: 0 is not a port; expected 1-65535".into()
+            ));
         }
         c.port_base = p;
     }
@@ -115,7 +119,8 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         c.dynamic_listeners = d;
     }
     if let Some(r) = o.port_range.or(file.port_range) {
-        c.port_range = Some(parse_port_range(&r).map_err(|e| err(format!("key `port_range`: {e}")))?);
+        c.port_range =
+            Some(parse_port_range(&r).map_err(|e| err(format!("key `port_range`: {e}")))?);
     }
     let statics: Vec<FileStatic> = match o.static_listeners {
         Some(list) => list
@@ -134,17 +139,29 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
             None => bind.clone(),
         };
         if c.static_listeners.iter().any(|x| x.upstream == upstream) {
-            return Err(err(format!("key `{}`: {upstream} is listed twice", k("upstream"))));
+            return Err(err(format!(
+                "key `{}`: {upstream} is listed twice",
+                k("upstream")
+            )));
         }
-        c.static_listeners.push(StaticListener { upstream, bind, advertised });
+        c.static_listeners.push(StaticListener {
+            upstream,
+            bind,
+            advertised,
+        });
     }
     let dials: Vec<FileDial> = match o.dial {
         Some(list) => list
             .iter()
             .map(|s| {
                 s.split_once('=')
-                    .map(|(b, c)| FileDial { broker: b.into(), connect: c.into() })
-                    .ok_or_else(|| format!("--dial `{s}`: expected BROKER_HOST:PORT=CONNECT_HOST:PORT"))
+                    .map(|(b, c)| FileDial {
+                        broker: b.into(),
+                        connect: c.into(),
+                    })
+                    .ok_or_else(|| {
+                        format!("--dial `{s}`: expected BROKER_HOST:PORT=CONNECT_HOST:PORT")
+                    })
             })
             .collect::<Result<_, _>>()
             .map_err(err)?,
@@ -158,19 +175,25 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     }
     if let Some(m) = o.max_frame_bytes.or(file.max_frame_bytes) {
         if !(1024..=1024 * 1024 * 1024).contains(&m) {
-            return Err(err(format!("key `max_frame_bytes`: {m} is out of range; expected 1024 to 1073741824")));
+            return Err(err(format!(
+                "key `max_frame_bytes`: {m} is out of range; expected 1024 to 1073741824"
+            )));
         }
         c.max_frame_bytes = m;
     }
     if let Some(m) = o.max_in_flight.or(file.max_in_flight) {
         if !(1..=100_000).contains(&m) {
-            return Err(err(format!("key `max_in_flight`: {m} is out of range; expected 1 to 100000")));
+            return Err(err(format!(
+                "key `max_in_flight`: {m} is out of range; expected 1 to 100000"
+            )));
         }
         c.max_in_flight = m;
     }
     if let Some(ms) = o.connect_timeout_ms.or(file.connect_timeout_ms) {
         if ms == 0 {
-            return Err(err("key `connect_timeout_ms`: expected a positive number of milliseconds".into()));
+            return Err(err(
+                "key `connect_timeout_ms`: expected a positive number of milliseconds".into(),
+            ));
         }
         c.connect_timeout = Duration::from_millis(ms);
     }
@@ -178,7 +201,11 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         c.log_format = match f.as_str() {
             "human" | "text" => LogFormat::Human,
             "json" => LogFormat::Json,
-            other => return Err(err(format!("key `log_format`: `{other}`; expected `human` or `json`"))),
+            other => {
+                return Err(err(format!(
+                    "key `log_format`: `{other}`; expected `human` or `json`"
+                )))
+            }
         };
     }
     c.log_level = o.log_level.or(file.log_level);

@@ -35,7 +35,10 @@ impl fmt::Display for HostPort {
 
 impl HostPort {
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        HostPort { host: host.into(), port }
+        HostPort {
+            host: host.into(),
+            port,
+        }
     }
 
     /// Parses `host:port` or `[v6]:port`.
@@ -53,9 +56,9 @@ impl HostPort {
         if host.is_empty() {
             return Err(format!("`{s}` has an empty host; expected host:port"));
         }
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("`{s}` has an invalid port; expected host:port with port 1-65535"))?;
+        let port: u16 = port.parse().map_err(|_| {
+            format!("`{s}` has an invalid port; expected host:port with port 1-65535")
+        })?;
         if port == 0 {
             return Err(format!("`{s}` has port 0; expected 1-65535"));
         }
@@ -138,8 +141,14 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
         .ok_or_else(|| format!("`{s}` is not a range; expected FIRST-LAST, e.g. 30000-30100"))?;
-    let a: u16 = a.trim().parse().map_err(|_| format!("`{s}`: first port is not 1-65535"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("`{s}`: last port is not 1-65535"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: first port is not 1-65535"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: last port is not 1-65535"))?;
     if a == 0 || a > b {
         return Err(format!("`{s}`: expected 1 <= FIRST <= LAST <= 65535"));
     }

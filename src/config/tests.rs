@@ -10,7 +10,10 @@ fn file(text: &str) -> Result<FileConfig, String> {
 
 #[test]
 fn defaults_follow_the_one_liner() {
-    let o = Overrides { bootstrap: Some(vec!["b-1:9092".into()]), ..Default::default() };
+    let o = Overrides {
+        bootstrap: Some(vec!["b-1:9092".into()]),
+        ..Default::default()
+    };
     let c = build(FileConfig::default(), o, "test").unwrap();
     assert_eq!(c.bind_host, "127.0.0.1");
     assert_eq!(c.advertised_host, "127.0.0.1");
@@ -22,7 +25,10 @@ fn defaults_follow_the_one_liner() {
 #[test]
 fn flags_win_over_the_file() {
     let f = file("bootstrap = [\"a:1\"]\nport_base = 20000\nbind_host = \"0.0.0.0\"\n").unwrap();
-    let o = Overrides { port_base: Some(30000), ..Default::default() };
+    let o = Overrides {
+        port_base: Some(30000),
+        ..Default::default()
+    };
     let c = build(f, o, "f").unwrap();
     assert_eq!(c.port_base, 30000);
     assert_eq!(c.bind_host, "0.0.0.0");
@@ -51,20 +57,37 @@ connect = "vpce-1.example:9094"
     let c = build(f, Overrides::default(), "f").unwrap();
     assert_eq!(c.port_range, Some((30000, 30010)));
     assert!(!c.dynamic_listeners);
-    assert_eq!(c.static_listeners[0].advertised, HostPort::new("localhost", 19094));
+    assert_eq!(
+        c.static_listeners[0].advertised,
+        HostPort::new("localhost", 19094)
+    );
     let b = HostPort::new("b-1.x.kafka.us-east-1.amazonaws.com", 9094);
     assert_eq!(c.dial_address(&b), HostPort::new("vpce-1.example", 9094));
-    assert_eq!(c.dial_address(&HostPort::new("other", 1)), HostPort::new("other", 1));
+    assert_eq!(
+        c.dial_address(&HostPort::new("other", 1)),
+        HostPort::new("other", 1)
+    );
 }
 
 #[test]
 fn mistakes_name_file_key_and_expectation() {
     let e = file("bootstrap = [\"a:1\"]\nbogus = 1\n").unwrap_err();
-    assert!(e.contains("kgate.toml") && e.contains("bogus") && e.contains("line 2"), "{e}");
+    assert!(
+        e.contains("kgate.toml") && e.contains("bogus") && e.contains("line 2"),
+        "{e}"
+    );
     let e = file("port_base = 70000\n").unwrap_err();
     assert!(e.contains("line 1"), "{e}");
-    let e = build(file("bootstrap = [\"nohost\"]").unwrap(), Overrides::default(), "k.toml").unwrap_err();
-    assert!(e.contains("k.toml") && e.contains("bootstrap[0]") && e.contains("host:port"), "{e}");
+    let e = build(
+        file("bootstrap = [\"nohost\"]").unwrap(),
+        Overrides::default(),
+        "k.toml",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("k.toml") && e.contains("bootstrap[0]") && e.contains("host:port"),
+        "{e}"
+    );
     let e = build(file("").unwrap(), Overrides::default(), "k.toml").unwrap_err();
     assert!(e.contains("`bootstrap`: missing"), "{e}");
     let e = build(
@@ -87,7 +110,10 @@ fn mistakes_name_file_key_and_expectation() {
 
 #[test]
 fn host_port_parsing() {
-    assert_eq!(HostPort::parse("[::1]:9092").unwrap(), HostPort::new("::1", 9092));
+    assert_eq!(
+        HostPort::parse("[::1]:9092").unwrap(),
+        HostPort::new("::1", 9092)
+    );
     assert_eq!(HostPort::new("::1", 9092).to_string(), "[::1]:9092");
     assert!(HostPort::parse("a:0").is_err());
     assert!(HostPort::parse(":9").is_err());

@@ -93,16 +93,26 @@ impl Registry {
             let socket = bind(&s.bind)
                 .map_err(|e| format!("static listener for {} on {}: {e}", s.upstream, s.bind))?;
             let slot = Arc::new(BrokerSlot {
-                advertised: Advertised { host: s.advertised.host.as_str().into(), port: s.advertised.port as i32 },
+                advertised: Advertised {
+                    host: s.advertised.host.as_str().into(),
+                    port: s.advertised.port as i32,
+                },
                 bind: s.bind.clone(),
                 upstream: RwLock::new(s.upstream.clone()),
                 is_static: true,
             });
             info!(upstream = %s.upstream, bind = %s.bind, advertised = %s.advertised, "static listener");
-            let _ = spawn.send(NewListener { socket, target: Target::Broker(slot.clone()) });
+            let _ = spawn.send(NewListener {
+                socket,
+                target: Target::Broker(slot.clone()),
+            });
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
-        Ok(Registry { config, inner: Mutex::new(inner), spawn })
+        Ok(Registry {
+            config,
+            inner: Mutex::new(inner),
+            spawn,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -117,7 +127,12 @@ impl Registry {
         self.lock().by_node.get(&node_id).cloned()
     }
 
-    fn create(&self, inner: &mut Inner, node_id: i32, upstream: HostPort) -> Result<Arc<BrokerSlot>, MapError> {
+    fn create(
+        &self,
+        inner: &mut Inner,
+        node_id: i32,
+        upstream: HostPort,
+    ) -> Result<Arc<BrokerSlot>, MapError> {
         let c = &self.config;
         let (socket, port) = match c.port_range {
             Some((first, last)) => {
@@ -134,7 +149,10 @@ impl Registry {
                 }
                 let port = p as u16;
                 let s = bind(&HostPort::new(c.bind_host.clone(), port)).map_err(|e| {
-                    MapError(format!("cannot bind listener for broker {node_id} on {}:{port}: {e}", c.bind_host))
+                    MapError(format!(
+                        "cannot bind listener for broker {node_id} on {}:{port}: {e}",
+                        c.bind_host
+                    ))
                 })?;
                 (s, port)
             }
@@ -143,14 +161,20 @@ impl Registry {
             inner.next_range_port = port.checked_add(1);
         }
         let slot = Arc::new(BrokerSlot {
-            advertised: Advertised { host: c.advertised_host.as_str().into(), port: port as i32 },
+            advertised: Advertised {
+                host: c.advertised_host.as_str().into(),
+                port: port as i32,
+            },
             bind: HostPort::new(c.bind_host.clone(), port),
             upstream: RwLock::new(upstream.clone()),
             is_static: false,
         });
         info!(node_id, upstream = %upstream, listener = %slot.bind, advertised = %format!("{}:{}", c.advertised_host, port), "dynamic listener created");
         self.spawn
-            .send(NewListener { socket, target: Target::Broker(slot.clone()) })
+            .send(NewListener {
+                socket,
+                target: Target::Broker(slot.clone()),
+            })
             .map_err(|_| MapError("kgate is shutting down".into()))?;
         Ok(slot)
     }

@@ -138,7 +138,11 @@ pub fn encode_api_versions(correlation_id: i32, resp: &ApiVersionsResponse, vers
 pub fn list_api_versions(frame: &[u8], version: i16) -> Result<Vec<(i16, i16, i16)>, WireError> {
     let mut r = Reader::at(frame, LEN_PREFIX + 4);
     let error_code = r.i16()?;
-    let version = if error_code == UNSUPPORTED_VERSION { 0 } else { version };
+    let version = if error_code == UNSUPPORTED_VERSION {
+        0
+    } else {
+        version
+    };
     let flexible = version >= 3;
     let n = r.array_len(flexible, 6)?.unwrap_or(0);
     let mut v = Vec::with_capacity(n.min(128));
@@ -169,7 +173,12 @@ mod tests {
                     .with_max_version(r.max + 3),
             );
         }
-        keys.push(ApiVersion::default().with_api_key(999).with_min_version(0).with_max_version(1));
+        keys.push(
+            ApiVersion::default()
+                .with_api_key(999)
+                .with_min_version(0)
+                .with_max_version(1),
+        );
         let resp = ApiVersionsResponse::default()
             .with_error_code(error)
             .with_api_keys(keys)
@@ -192,7 +201,10 @@ mod tests {
                 let (lo, hi) = allowed_versions(a.api_key).expect("only allowed keys");
                 assert!(a.min_version >= lo && a.max_version <= hi);
             }
-            assert!(decoded.api_keys.iter().all(|a| a.api_key != 999 && a.api_key != 78));
+            assert!(decoded
+                .api_keys
+                .iter()
+                .all(|a| a.api_key != 999 && a.api_key != 78));
         }
     }
 
@@ -210,7 +222,11 @@ mod tests {
         let d = ApiVersionsResponse::decode(&mut body, 0).unwrap();
         assert_eq!(d.error_code, 35);
         for v in 0..=2 {
-            let h = header::RequestHeader { api_key: 36, api_version: v, correlation_id: 3 };
+            let h = header::RequestHeader {
+                api_key: 36,
+                api_version: v,
+                correlation_id: 3,
+            };
             let f = refuse_sasl(&h);
             let off = header::response_body_offset(&f, 36, v).unwrap();
             let mut body = f.slice(off..);

@@ -151,10 +151,19 @@ mod tests {
             assert_eq!(response_action(3, v), ResponseAction::Rewrite(Metadata));
         }
         assert_eq!(response_action(0, 9), ResponseAction::PassThrough);
-        assert_eq!(response_action(0, 10), ResponseAction::Rewrite(ProduceEndpoints));
+        assert_eq!(
+            response_action(0, 10),
+            ResponseAction::Rewrite(ProduceEndpoints)
+        );
         assert_eq!(response_action(1, 15), ResponseAction::PassThrough);
-        assert_eq!(response_action(1, 16), ResponseAction::Rewrite(FetchEndpoints));
-        assert_eq!(decide(78, 1), RequestAction::Reject("api key is not on kgate's allow-list"));
+        assert_eq!(
+            response_action(1, 16),
+            ResponseAction::Rewrite(FetchEndpoints)
+        );
+        assert_eq!(
+            decide(78, 1),
+            RequestAction::Reject("api key is not on kgate's allow-list")
+        );
         assert!(matches!(decide(55, 2), RequestAction::Reject(_)));
         assert!(matches!(decide(55, 1), RequestAction::Forward(_)));
         assert!(matches!(decide(1000, 0), RequestAction::Reject(_)));

@@ -157,7 +157,10 @@ mod tests {
             sniff_foreign(&[0x16, 0x03, 0x01, 0x02]),
             Some(FrameError::TlsOnPlaintext)
         ));
-        assert!(matches!(sniff_foreign(b"GET /"), Some(FrameError::HttpOnKafka)));
+        assert!(matches!(
+            sniff_foreign(b"GET /"),
+            Some(FrameError::HttpOnKafka)
+        ));
         assert!(sniff_foreign(&[0, 0, 0, 20]).is_none());
     }
 

@@ -5,11 +5,13 @@
 use super::*;
 use crate::protocol::decision::RewriteKind;
 use bytes::Bytes;
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::*;
-use uuid::Uuid;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Mutex;
+use uuid::Uuid;
 
 /// Maps node N to kgate-N:(20000+N) and records what it was asked.
 pub struct TestMapper {
@@ -18,17 +20,25 @@ pub struct TestMapper {
 
 impl TestMapper {
     pub fn new() -> Self {
-        TestMapper { seen: Mutex::new(Vec::new()) }
+        TestMapper {
+            seen: Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl BrokerMapper for TestMapper {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
-        self.seen.lock().unwrap().push((node_id, host.to_string(), port));
+        self.seen
+            .lock()
+            .unwrap()
+            .push((node_id, host.to_string(), port));
         if node_id > 1000 {
             return Err(MapError(format!("node {node_id} overflows")));
         }
-        Ok(Advertised { host: format!("kgate-{node_id}").into(), port: 20000 + node_id })
+        Ok(Advertised {
+            host: format!("kgate-{node_id}").into(),
+            port: 20000 + node_id,
+        })
     }
 }
 
@@ -110,7 +120,10 @@ fn metadata_every_version() {
             b.port = 20000 + b.node_id.0;
         }
         assert_eq!(got, want, "v{v}");
-        assert_eq!(m.seen.lock().unwrap()[0], (1, "b-1.msk.example.com".into(), 9094));
+        assert_eq!(
+            m.seen.lock().unwrap()[0],
+            (1, "b-1.msk.example.com".into(), 9094)
+        );
         assert_eq!(&out[4..8], &f[4..8], "correlation id kept");
     }
 }
@@ -139,7 +152,14 @@ fn find_coordinator_single_and_batched() {
         };
         let f = frame(ApiKey::FindCoordinator, v, &orig);
         let m = TestMapper::new();
-        let out = run(RewriteKind::FindCoordinator, ApiKey::FindCoordinator, v, &f, &m).unwrap();
+        let out = run(
+            RewriteKind::FindCoordinator,
+            ApiKey::FindCoordinator,
+            v,
+            &f,
+            &m,
+        )
+        .unwrap();
         let got: FindCoordinatorResponse = decode(ApiKey::FindCoordinator, v, &out);
         let mut want = orig.clone();
         if v <= 3 {
@@ -171,11 +191,18 @@ fn describe_cluster_every_version() {
         let orig = DescribeClusterResponse::default()
             .with_cluster_id(s("c1"))
             .with_controller_id(BrokerId(1))
-            .with_endpoint_type(if v >= 1 { 1 } else { 1 })
+            .with_endpoint_type(1)
             .with_brokers(brokers);
         let f = frame(ApiKey::DescribeCluster, v, &orig);
         let m = TestMapper::new();
-        let out = run(RewriteKind::DescribeCluster, ApiKey::DescribeCluster, v, &f, &m).unwrap();
+        let out = run(
+            RewriteKind::DescribeCluster,
+            ApiKey::DescribeCluster,
+            v,
+            &f,
+            &m,
+        )
+        .unwrap();
         let got: DescribeClusterResponse = decode(ApiKey::DescribeCluster, v, &out);
         let mut want = orig.clone();
         for b in want.brokers.iter_mut() {
@@ -207,7 +234,8 @@ pub fn produce_response(v: i16, with_endpoints: bool) -> ProduceResponse {
                 .with_leader_id(BrokerId(3))
                 .with_leader_epoch(7),
         );
-    let mut topic = produce_response::TopicProduceResponse::default().with_partition_responses(vec![part]);
+    let mut topic =
+        produce_response::TopicProduceResponse::default().with_partition_responses(vec![part]);
     if v >= 13 {
         topic.topic_id = Uuid::from_u128(77);
     } else {
@@ -224,7 +252,14 @@ fn produce_node_endpoints_rewritten_and_absent_passes_unchanged() {
     for v in 10..=13 {
         let m = TestMapper::new();
         let plain = frame(ApiKey::Produce, v, &produce_response(v, false));
-        assert!(run(RewriteKind::ProduceEndpoints, ApiKey::Produce, v, &plain, &m).is_none());
+        assert!(run(
+            RewriteKind::ProduceEndpoints,
+            ApiKey::Produce,
+            v,
+            &plain,
+            &m
+        )
+        .is_none());
         let orig = produce_response(v, true);
         let f = frame(ApiKey::Produce, v, &orig);
         let out = run(RewriteKind::ProduceEndpoints, ApiKey::Produce, v, &f, &m).unwrap();
@@ -251,7 +286,10 @@ pub fn fetch_response(_v: i16, with_endpoints: bool, records: usize) -> FetchRes
         );
     let topic = fetch_response::FetchableTopicResponse::default()
         .with_topic_id(Uuid::from_u128(5))
-        .with_partitions(vec![part.clone(), part.with_partition_index(2).with_records(None)]);
+        .with_partitions(vec![
+            part.clone(),
+            part.with_partition_index(2).with_records(None),
+        ]);
     let eps = if with_endpoints {
         vec![fetch_response::NodeEndpoint::default()
             .with_node_id(BrokerId(2))
@@ -286,10 +324,30 @@ fn fetch_node_endpoints_rewritten_and_absent_passes_unchanged() {
 #[test]
 fn every_truncation_of_every_rewritable_frame_is_an_error_not_a_panic() {
     let cases: Vec<(RewriteKind, ApiKey, i16, Bytes)> = vec![
-        (RewriteKind::Metadata, ApiKey::Metadata, 12, metadata_frame(12, 3)),
-        (RewriteKind::Metadata, ApiKey::Metadata, 1, metadata_frame(1, 3)),
-        (RewriteKind::ProduceEndpoints, ApiKey::Produce, 11, frame(ApiKey::Produce, 11, &produce_response(11, true))),
-        (RewriteKind::FetchEndpoints, ApiKey::Fetch, 17, frame(ApiKey::Fetch, 17, &fetch_response(17, true, 20))),
+        (
+            RewriteKind::Metadata,
+            ApiKey::Metadata,
+            12,
+            metadata_frame(12, 3),
+        ),
+        (
+            RewriteKind::Metadata,
+            ApiKey::Metadata,
+            1,
+            metadata_frame(1, 3),
+        ),
+        (
+            RewriteKind::ProduceEndpoints,
+            ApiKey::Produce,
+            11,
+            frame(ApiKey::Produce, 11, &produce_response(11, true)),
+        ),
+        (
+            RewriteKind::FetchEndpoints,
+            ApiKey::Fetch,
+            17,
+            frame(ApiKey::Fetch, 17, &fetch_response(17, true, 20)),
+        ),
     ];
     for (kind, key, v, f) in cases {
         for cut in 4..f.len() {

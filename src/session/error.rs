@@ -13,13 +13,25 @@ pub enum SessionError {
     #[error("malformed request from client (api key {api_key:?}): {cause}")]
     ClientMalformed { api_key: Option<i16>, cause: String },
     #[error("client sent api key {api_key} v{api_version}: {why}; the connection is closed")]
-    Rejected { api_key: i16, api_version: i16, why: &'static str },
+    Rejected {
+        api_key: i16,
+        api_version: i16,
+        why: &'static str,
+    },
     #[error("bad frame from broker: {0}")]
     UpstreamFrame(FrameError),
     #[error("broker sent a malformed response to api key {api_key} v{api_version}: {cause}")]
-    UpstreamMalformed { api_key: i16, api_version: i16, cause: String },
+    UpstreamMalformed {
+        api_key: i16,
+        api_version: i16,
+        cause: String,
+    },
     #[error("broker answered api key {api_key} with correlation id {got}, expected {expected}")]
-    CorrelationMismatch { api_key: i16, expected: i32, got: i32 },
+    CorrelationMismatch {
+        api_key: i16,
+        expected: i32,
+        got: i32,
+    },
     #[error("broker sent bytes with no request in flight")]
     Unsolicited,
     #[error("broker closed the connection with {in_flight} request(s) in flight")]

@@ -42,7 +42,9 @@ pub enum State {
 pub enum Event {
     /// The upstream connection is up; `sasl` says whether kgate must
     /// authenticate before forwarding.
-    UpstreamConnected { sasl: bool },
+    UpstreamConnected {
+        sasl: bool,
+    },
     Authenticated,
     ReauthDue,
     Reauthenticated,

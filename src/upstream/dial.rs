@@ -21,7 +21,11 @@ pub struct Dialled {
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     #[error("cannot connect to broker {broker} via {via}: {cause}")]
-    Connect { broker: HostPort, via: HostPort, cause: String },
+    Connect {
+        broker: HostPort,
+        via: HostPort,
+        cause: String,
+    },
     #[error("no bootstrap server reachable after {rounds} rounds ({last})")]
     Bootstrap { rounds: u32, last: String },
 }
@@ -32,12 +36,20 @@ async fn connect(config: &Config, broker: &HostPort) -> Result<Dialled, DialErro
     let cause = match tokio::time::timeout(config.connect_timeout, fut).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            return Ok(Dialled { stream, broker: broker.clone(), via });
+            return Ok(Dialled {
+                stream,
+                broker: broker.clone(),
+                via,
+            });
         }
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("timed out after {} ms", config.connect_timeout.as_millis()),
     };
-    Err(DialError::Connect { broker: broker.clone(), via, cause })
+    Err(DialError::Connect {
+        broker: broker.clone(),
+        via,
+        cause,
+    })
 }
 
 const BOOTSTRAP_ROUNDS: u32 = 4;
@@ -68,7 +80,10 @@ pub async fn dial(config: &Config, target: &Target) -> Result<Dialled, DialError
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
-            Err(DialError::Bootstrap { rounds: BOOTSTRAP_ROUNDS, last })
+            Err(DialError::Bootstrap {
+                rounds: BOOTSTRAP_ROUNDS,
+                last,
+            })
         }
     }
 }

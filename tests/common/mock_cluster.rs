@@ -38,7 +38,10 @@ fn s(x: &str) -> StrBytes {
 
 impl MockCluster {
     pub async fn start() -> Self {
-        let mut c = MockCluster { state: Arc::default(), tasks: HashMap::new() };
+        let mut c = MockCluster {
+            state: Arc::default(),
+            tasks: HashMap::new(),
+        };
         for p in 0..PARTITIONS {
             c.state.lock().unwrap().leaders.insert(p, 1 + p % 3);
         }
@@ -59,7 +62,11 @@ impl MockCluster {
             let _ = t.await;
         }
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        self.state.lock().unwrap().addrs.insert(id, l.local_addr().unwrap());
+        self.state
+            .lock()
+            .unwrap()
+            .addrs
+            .insert(id, l.local_addr().unwrap());
         let state = self.state.clone();
         self.tasks.insert(
             id,
@@ -88,8 +95,12 @@ impl Drop for MockCluster {
 async fn serve_conn(me: i32, mut sock: TcpStream, state: Arc<Mutex<State>>) {
     while let Some(frame) = super::read_frame(&mut sock).await {
         let mut body = frame.slice(4..);
-        let Ok(h) = decode_request_header_from_buffer(&mut body) else { return };
-        let Ok(key) = ApiKey::try_from(h.request_api_key) else { return };
+        let Ok(h) = decode_request_header_from_buffer(&mut body) else {
+            return;
+        };
+        let Ok(key) = ApiKey::try_from(h.request_api_key) else {
+            return;
+        };
         let v = h.request_api_version;
         let corr = h.correlation_id;
         let resp = {
@@ -120,7 +131,10 @@ fn respond(
     Some(match key {
         ApiKey::ApiVersions => {
             let av = |k: ApiKey, lo: i16, hi: i16| {
-                api_versions_response::ApiVersion::default().with_api_key(k as i16).with_min_version(lo).with_max_version(hi)
+                api_versions_response::ApiVersion::default()
+                    .with_api_key(k as i16)
+                    .with_min_version(lo)
+                    .with_max_version(hi)
             };
             let r = ApiVersionsResponse::default().with_api_keys(vec![
                 av(ApiKey::Produce, 3, 12),
@@ -139,7 +153,10 @@ fn respond(
                 .iter()
                 .map(|&id| {
                     let (h, p) = endpoint_of(&st, id);
-                    metadata_response::MetadataResponseBroker::default().with_node_id(BrokerId(id)).with_host(h).with_port(p)
+                    metadata_response::MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(h)
+                        .with_port(p)
                 })
                 .collect();
             let parts = (0..PARTITIONS)
@@ -166,7 +183,10 @@ fn respond(
             let req = FindCoordinatorRequest::decode(&mut body, v).ok()?;
             let (h, p) = endpoint_of(&st, COORDINATOR);
             let r = if v <= 3 {
-                FindCoordinatorResponse::default().with_node_id(BrokerId(COORDINATOR)).with_host(h).with_port(p)
+                FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(COORDINATOR))
+                    .with_host(h)
+                    .with_port(p)
             } else {
                 let cs = req
                     .coordinator_keys
@@ -187,10 +207,16 @@ fn respond(
             let brokers = (1..=3)
                 .map(|id| {
                     let (h, p) = endpoint_of(&st, id);
-                    describe_cluster_response::DescribeClusterBroker::default().with_broker_id(BrokerId(id)).with_host(h).with_port(p)
+                    describe_cluster_response::DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(h)
+                        .with_port(p)
                 })
                 .collect();
-            let r = DescribeClusterResponse::default().with_cluster_id(s("mock")).with_controller_id(BrokerId(1)).with_brokers(brokers);
+            let r = DescribeClusterResponse::default()
+                .with_cluster_id(s("mock"))
+                .with_controller_id(BrokerId(1))
+                .with_brokers(brokers);
             frame(key, v, corr, &r)
         }
         ApiKey::Produce => {
@@ -201,19 +227,26 @@ fn respond(
                 let mut parts = Vec::new();
                 for p in t.partition_data {
                     let leader = st.leaders[&p.index];
-                    let mut r = produce_response::PartitionProduceResponse::default().with_index(p.index);
+                    let mut r =
+                        produce_response::PartitionProduceResponse::default().with_index(p.index);
                     if leader == me {
                         let log = st.log.entry(p.index).or_default();
                         r.base_offset = log.len() as i64;
                         log.push(p.records.unwrap_or_default());
                     } else {
                         r.error_code = NOT_LEADER;
-                        r.current_leader = produce_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(1);
+                        r.current_leader = produce_response::LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(1);
                         moved.push(leader);
                     }
                     parts.push(r);
                 }
-                topics.push(produce_response::TopicProduceResponse::default().with_name(t.name).with_partition_responses(parts));
+                topics.push(
+                    produce_response::TopicProduceResponse::default()
+                        .with_name(t.name)
+                        .with_partition_responses(parts),
+                );
             }
             if req.acks == 0 {
                 return None;
@@ -223,13 +256,23 @@ fn respond(
                     .iter()
                     .map(|&id| {
                         let (h, p) = endpoint_of(&st, id);
-                        produce_response::NodeEndpoint::default().with_node_id(BrokerId(id)).with_host(h).with_port(p)
+                        produce_response::NodeEndpoint::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(h)
+                            .with_port(p)
                     })
                     .collect()
             } else {
                 vec![]
             };
-            frame(key, v, corr, &ProduceResponse::default().with_responses(topics).with_node_endpoints(eps))
+            frame(
+                key,
+                v,
+                corr,
+                &ProduceResponse::default()
+                    .with_responses(topics)
+                    .with_node_endpoints(eps),
+            )
         }
         ApiKey::Fetch => {
             let req = FetchRequest::decode(&mut body, v).ok()?;
@@ -239,7 +282,8 @@ fn respond(
                 let mut parts = Vec::new();
                 for p in t.partitions {
                     let leader = st.leaders[&p.partition];
-                    let mut r = fetch_response::PartitionData::default().with_partition_index(p.partition);
+                    let mut r =
+                        fetch_response::PartitionData::default().with_partition_index(p.partition);
                     if leader == me {
                         let log = st.log.entry(p.partition).or_default();
                         let mut out = BytesMut::new();
@@ -250,25 +294,42 @@ fn respond(
                         r.records = Some(out.freeze());
                     } else {
                         r.error_code = NOT_LEADER;
-                        r.current_leader = fetch_response::LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader)).with_leader_epoch(1);
+                        r.current_leader = fetch_response::LeaderIdAndEpoch::default()
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(1);
                         moved.push(leader);
                     }
                     parts.push(r);
                 }
-                topics.push(fetch_response::FetchableTopicResponse::default().with_topic_id(t.topic_id).with_topic(t.topic).with_partitions(parts));
+                topics.push(
+                    fetch_response::FetchableTopicResponse::default()
+                        .with_topic_id(t.topic_id)
+                        .with_topic(t.topic)
+                        .with_partitions(parts),
+                );
             }
             let eps = if v >= 16 {
                 moved
                     .iter()
                     .map(|&id| {
                         let (h, p) = endpoint_of(&st, id);
-                        fetch_response::NodeEndpoint::default().with_node_id(BrokerId(id)).with_host(h).with_port(p)
+                        fetch_response::NodeEndpoint::default()
+                            .with_node_id(BrokerId(id))
+                            .with_host(h)
+                            .with_port(p)
                     })
                     .collect()
             } else {
                 vec![]
             };
-            frame(key, v, corr, &FetchResponse::default().with_responses(topics).with_node_endpoints(eps))
+            frame(
+                key,
+                v,
+                corr,
+                &FetchResponse::default()
+                    .with_responses(topics)
+                    .with_node_endpoints(eps),
+            )
         }
         _ => return None,
     })

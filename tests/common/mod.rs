@@ -26,7 +26,8 @@ pub fn free_port_base(span: u16) -> u16 {
     loop {
         let off = NEXT.fetch_add(span + 1, Ordering::SeqCst);
         let base = 21000u16.wrapping_add(seed).wrapping_add(off % 20000);
-        let all_free = (0..=span).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        let all_free =
+            (0..=span).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
         }
@@ -42,7 +43,10 @@ pub async fn start_kgate(bootstrap: Vec<HostPort>, span: u16) -> kgate::Running 
 }
 
 pub async fn start_with(c: Config) -> kgate::Running {
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("kgate=debug").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("kgate=debug")
+        .try_init();
     kgate::start(c).await.expect("kgate starts")
 }
 
@@ -50,7 +54,13 @@ pub fn request_frame<M: Encodable>(key: ApiKey, version: i16, corr: i32, msg: &M
     request_frame_as(key, version, corr, "kgate-test", msg)
 }
 
-pub fn request_frame_as<M: Encodable>(key: ApiKey, version: i16, corr: i32, client_id: &str, msg: &M) -> Bytes {
+pub fn request_frame_as<M: Encodable>(
+    key: ApiKey,
+    version: i16,
+    corr: i32,
+    client_id: &str,
+    msg: &M,
+) -> Bytes {
     let mut b = BytesMut::new();
     b.put_i32(0);
     RequestHeader::default()
@@ -60,7 +70,8 @@ pub fn request_frame_as<M: Encodable>(key: ApiKey, version: i16, corr: i32, clie
         .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
         .encode(&mut b, key.request_header_version(version))
         .unwrap();
-    msg.encode(&mut b, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+    msg.encode(&mut b, version)
+        .unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
     fix_len(b)
 }
 
@@ -92,7 +103,10 @@ pub async fn read_frame(s: &mut TcpStream) -> Option<Bytes> {
     let n = i32::from_be_bytes(len) as usize;
     let mut buf = vec![0u8; n + 4];
     buf[..4].copy_from_slice(&len);
-    tokio::time::timeout(TIMEOUT, s.read_exact(&mut buf[4..])).await.ok()?.ok()?;
+    tokio::time::timeout(TIMEOUT, s.read_exact(&mut buf[4..]))
+        .await
+        .ok()?
+        .ok()?;
     Some(Bytes::from(buf))
 }
 
@@ -113,7 +127,9 @@ pub async fn call<Req: Encodable, Resp: Decodable>(
     corr: i32,
     req: &Req,
 ) -> Resp {
-    s.write_all(&request_frame(key, version, corr, req)).await.unwrap();
+    s.write_all(&request_frame(key, version, corr, req))
+        .await
+        .unwrap();
     let f = read_frame(s).await.expect("response");
     let (c, m) = decode_response(key, version, &f);
     assert_eq!(c, corr);
@@ -123,7 +139,10 @@ pub async fn call<Req: Encodable, Resp: Decodable>(
 /// True when the peer closed the connection (EOF or reset) within TIMEOUT.
 pub async fn closed(s: &mut TcpStream) -> bool {
     let mut b = [0u8; 1];
-    matches!(tokio::time::timeout(TIMEOUT, s.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
+    matches!(
+        tokio::time::timeout(TIMEOUT, s.read(&mut b)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
 }
 
 /// A TCP server that hands every connection to `handler`.

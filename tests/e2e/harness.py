@@ -57,7 +57,7 @@ class Seen:
     bootstrap: bool = False
 
     def __str__(self) -> str:
-        node = "bootstrap" if self.bootstrap else self.node_id
+        node = "bootstrap" if self.bootstrap else ("?" if self.node_id is None else self.node_id)
         return f"{self.source}: node {node} at {self.host}:{self.port}"
 
 

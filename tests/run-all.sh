@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole kgate test suite, from a fresh machine: installs what the tests
+# need (apt, pip, npm, cargo-fuzz), then runs lint, unit and integration
+# tests, a short fuzz smoke of every target, and the end-to-end tests with
+# real clients against a real broker. `.ci/run` calls exactly this.
+#
+#   bash tests/run-all.sh
+#
+# KGATE_FUZZ_SECONDS (default 15) sets the smoke run per fuzz target.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+say() { printf '\n=== %s\n' "$*"; }
+
+say "installing test dependencies"
+bash tests/setup.sh
+if ! command -v cargo-fuzz >/dev/null; then
+    say "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked --quiet
+fi
+rustup toolchain list | grep -q '^nightly' || {
+    echo "the nightly toolchain (for cargo-fuzz) is missing" >&2
+    exit 1
+}
+
+say "format and lint"
+cargo fmt --all -- --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+say "unit and integration tests"
+cargo build --quiet
+cargo test
+
+say "fuzz smoke (${KGATE_FUZZ_SECONDS:-15}s per target)"
+(cd fuzz && cargo +nightly fuzz build --quiet 2>&1 | tail -n 20)
+mkdir -p target/fuzz-logs
+for t in $(cd fuzz && cargo +nightly fuzz list); do
+    log=target/fuzz-logs/$t.log
+    if (cd fuzz && cargo +nightly fuzz run "$t" -- -max_total_time="${KGATE_FUZZ_SECONDS:-15}") >"$log" 2>&1; then
+        echo "fuzz $t: $(grep -E '^Done' "$log" | tail -n 1)"
+    else
+        tail -n 40 "$log" >&2
+        echo "fuzz target $t found a crash (log: $log)" >&2
+        exit 1
+    fi
+done
+
+say "end-to-end: real clients, real broker"
+# shellcheck disable=SC1091
+. target/e2e-deps/env.sh
+export KGATE_BIN="$PWD/target/debug/kgate"
+python -m pytest tests/e2e -q -p no:cacheprovider
