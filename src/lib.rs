@@ -5,24 +5,43 @@
 //! [`listener`] → [`session`] → [`protocol`] → [`rewrite`] → [`upstream`].
 
 pub mod config;
+pub mod downstream;
 pub mod listener;
 pub mod protocol;
 pub mod rewrite;
 pub mod session;
+pub mod tls;
 pub mod upstream;
 
 use config::{Config, HostPort};
+use downstream::tls::DownstreamTls;
 use listener::registry::{bind, NewListener, Registry, Target};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tls::reload::Reload;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{error, info};
+use upstream::tls::UpstreamTls;
 
 /// What every connection shares.
 pub struct Shared {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
+    pub upstream_tls: Option<UpstreamTls>,
+    pub downstream_tls: Option<DownstreamTls>,
+}
+
+impl Shared {
+    /// Re-reads certificate material: changed files only, or all (SIGHUP).
+    pub fn reload_tls(&self, force: bool) {
+        if let Some(t) = &self.upstream_tls {
+            t.config.reload(force);
+        }
+        if let Some(t) = &self.downstream_tls {
+            t.config.reload(force);
+        }
+    }
 }
 
 /// A running kgate.
@@ -43,7 +62,18 @@ impl Running {
 
 /// Binds the bootstrap and static listeners and starts accepting.
 pub async fn start(config: Config) -> Result<Running, String> {
+    tls::install_provider();
     let config = Arc::new(config);
+    let upstream_tls = config
+        .upstream_tls
+        .as_ref()
+        .map(UpstreamTls::new)
+        .transpose()?;
+    let downstream_tls = config
+        .downstream_tls
+        .as_ref()
+        .map(DownstreamTls::new)
+        .transpose()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<NewListener>();
     let boot_addr = HostPort::new(config.bind_host.clone(), config.port_base);
     let boot = bind(&boot_addr)
@@ -53,6 +83,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let shared = Arc::new(Shared {
         config: config.clone(),
         registry,
+        upstream_tls,
+        downstream_tls,
     });
     let _ = tx.send(NewListener {
         socket: boot,
@@ -62,6 +94,16 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let s = shared.clone();
     let spawner = tokio::spawn(async move {
         let mut accept_loops = tokio::task::JoinSet::new();
+        if s.upstream_tls.is_some() || s.downstream_tls.is_some() {
+            let r = s.clone();
+            accept_loops.spawn(async move {
+                let mut tick = tokio::time::interval(r.config.tls_reload_interval);
+                loop {
+                    tick.tick().await;
+                    r.reload_tls(false);
+                }
+            });
+        }
         while let Some(n) = rx.recv().await {
             match TcpListener::from_std(n.socket) {
                 Ok(l) => {

@@ -88,7 +88,7 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                wait_for_signal().await;
+                wait_for_signal(&running.shared).await;
                 tracing::info!("shutting down");
                 running.stop();
                 ExitCode::SUCCESS
@@ -97,17 +97,24 @@ fn main() -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads certificates meanwhile.
+async fn wait_for_signal(shared: &kgate::Shared) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading certificates");
+                shared.reload_tls(true);
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -146,5 +146,6 @@ tmp=$(mktemp "$DEPS/env.sh.XXXXXX")
     printf 'case ":${LD_LIBRARY_PATH:-}:" in *:%q:*) ;; *) export LD_LIBRARY_PATH=%q"${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac\n' \
         "$DEPS/lib" "$DEPS/lib"
 } >"$tmp"
+chmod 644 "$tmp"
 mv -f "$tmp" "$DEPS/env.sh"
 step "ok: . ${DEPS#"$REPO"/}/env.sh && python -m pytest tests/e2e -q"

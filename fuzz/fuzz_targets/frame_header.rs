@@ -5,8 +5,10 @@ use kgate::protocol::frame::FrameReader;
 use kgate::protocol::header::{peek_request_header, request_body_offset};
 use libfuzzer_sys::fuzz_target;
 
+static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+
 fuzz_target!(|data: &[u8]| {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().build().unwrap());
     rt.block_on(async {
         let mut r = FrameReader::new(data, 64 * 1024, 8, true);
         while let Ok(Some(frame)) = r.next_frame().await {

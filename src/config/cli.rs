@@ -2,6 +2,7 @@
 //! (clap gives the flag precedence over the variable).
 
 use super::file::{build, FileConfig, Overrides};
+use super::tls::{FileDownstreamTls, FileUpstreamTls};
 use super::Config;
 use clap::Args;
 use std::path::PathBuf;
@@ -54,6 +55,53 @@ pub struct RunArgs {
     /// Log filter, e.g. `info` or `kgate=debug` (RUST_LOG wins when set).
     #[arg(long, env = "KGATE_LOG_LEVEL")]
     pub log_level: Option<String>,
+
+    /// Speak TLS to the brokers.
+    #[arg(long, env = "KGATE_UPSTREAM_TLS")]
+    pub upstream_tls: Option<bool>,
+    /// CA bundle for the brokers' certificates [default: system roots].
+    #[arg(long, env = "KGATE_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Client certificate chain for mTLS to the brokers.
+    #[arg(long, env = "KGATE_UPSTREAM_CERT_FILE")]
+    pub upstream_cert_file: Option<PathBuf>,
+    /// Client key (PKCS#8, PKCS#1, SEC1 or encrypted PKCS#8).
+    #[arg(long, env = "KGATE_UPSTREAM_KEY_FILE")]
+    pub upstream_key_file: Option<PathBuf>,
+    /// File holding the client key's passphrase.
+    #[arg(long, env = "KGATE_UPSTREAM_KEY_PASSPHRASE_FILE")]
+    pub upstream_key_passphrase_file: Option<PathBuf>,
+    /// Name of the environment variable holding the client key's passphrase.
+    #[arg(long, env = "KGATE_UPSTREAM_KEY_PASSPHRASE_ENV")]
+    pub upstream_key_passphrase_env: Option<String>,
+    /// Name for SNI and certificate checks instead of the broker's host name.
+    #[arg(long, env = "KGATE_UPSTREAM_SERVER_NAME")]
+    pub upstream_server_name: Option<String>,
+    /// Accept any broker certificate (insecure; logs a warning).
+    #[arg(long, env = "KGATE_UPSTREAM_INSECURE_SKIP_VERIFY")]
+    pub upstream_insecure_skip_verify: Option<bool>,
+
+    /// Terminate TLS from clients.
+    #[arg(long, env = "KGATE_DOWNSTREAM_TLS")]
+    pub downstream_tls: Option<bool>,
+    /// Server certificate chain shown to clients.
+    #[arg(long, env = "KGATE_DOWNSTREAM_CERT_FILE")]
+    pub downstream_cert_file: Option<PathBuf>,
+    /// Server key.
+    #[arg(long, env = "KGATE_DOWNSTREAM_KEY_FILE")]
+    pub downstream_key_file: Option<PathBuf>,
+    /// File holding the server key's passphrase.
+    #[arg(long, env = "KGATE_DOWNSTREAM_KEY_PASSPHRASE_FILE")]
+    pub downstream_key_passphrase_file: Option<PathBuf>,
+    /// Name of the environment variable holding the server key's passphrase.
+    #[arg(long, env = "KGATE_DOWNSTREAM_KEY_PASSPHRASE_ENV")]
+    pub downstream_key_passphrase_env: Option<String>,
+    /// Require client certificates signed by this CA bundle.
+    #[arg(long, env = "KGATE_DOWNSTREAM_CLIENT_CA_FILE")]
+    pub downstream_client_ca_file: Option<PathBuf>,
+    /// Allowed client CN/SAN names or `*` patterns (comma-separated).
+    #[arg(long, env = "KGATE_DOWNSTREAM_ALLOWED_SUBJECTS", value_delimiter = ',')]
+    pub downstream_allowed_subjects: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +132,25 @@ impl RunArgs {
             connect_timeout_ms: self.connect_timeout_ms,
             log_format: self.log_format,
             log_level: self.log_level,
+            upstream_tls: FileUpstreamTls {
+                enabled: self.upstream_tls,
+                ca_file: self.upstream_ca_file,
+                cert_file: self.upstream_cert_file,
+                key_file: self.upstream_key_file,
+                key_passphrase_file: self.upstream_key_passphrase_file,
+                key_passphrase_env: self.upstream_key_passphrase_env,
+                server_name: self.upstream_server_name,
+                insecure_skip_verify: self.upstream_insecure_skip_verify,
+            },
+            downstream_tls: FileDownstreamTls {
+                enabled: self.downstream_tls,
+                cert_file: self.downstream_cert_file,
+                key_file: self.downstream_key_file,
+                key_passphrase_file: self.downstream_key_passphrase_file,
+                key_passphrase_env: self.downstream_key_passphrase_env,
+                client_ca_file: self.downstream_client_ca_file,
+                allowed_subjects: self.downstream_allowed_subjects,
+            },
         };
         build(file, o, &origin)
     }

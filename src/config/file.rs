@@ -1,6 +1,7 @@
 //! The TOML file. Unknown keys are errors; values are checked with the
 //! key's name in every message.
 
+use super::tls::{downstream, upstream, FileDownstreamTls, FileUpstreamTls};
 use super::{parse_port_range, Config, DialMapping, HostPort, LogFormat, StaticListener};
 use serde::Deserialize;
 use std::path::Path;
@@ -24,6 +25,11 @@ pub struct FileConfig {
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    pub tls_reload_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub upstream_tls: FileUpstreamTls,
+    #[serde(default)]
+    pub downstream_tls: FileDownstreamTls,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +38,7 @@ pub struct FileStatic {
     pub upstream: String,
     pub bind: String,
     pub advertised: Option<String>,
+    pub tls: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,6 +82,8 @@ pub struct Overrides {
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
+    pub upstream_tls: FileUpstreamTls,
+    pub downstream_tls: FileDownstreamTls,
 }
 
 fn hp(key: &str, v: &str) -> Result<HostPort, String> {
@@ -148,6 +157,7 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
             upstream,
             bind,
             advertised,
+            tls: s.tls,
         });
     }
     let dials: Vec<FileDial> = match o.dial {
@@ -209,6 +219,24 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         };
     }
     c.log_level = o.log_level.or(file.log_level);
+    if let Some(ms) = file.tls_reload_interval_ms {
+        if ms < 100 {
+            return Err(err(
+                "key `tls_reload_interval_ms`: expected at least 100".into()
+            ));
+        }
+        c.tls_reload_interval = Duration::from_millis(ms);
+    }
+    c.upstream_tls = upstream(merge_up(file.upstream_tls, o.upstream_tls)).map_err(err)?;
+    c.downstream_tls =
+        downstream(merge_down(file.downstream_tls, o.downstream_tls)).map_err(err)?;
+    if c.downstream_tls.is_none() {
+        if let Some(i) = c.static_listeners.iter().position(|s| s.tls == Some(true)) {
+            return Err(err(format!(
+                "key `static_listeners[{i}].tls`: true needs an enabled [downstream_tls] section with cert_file and key_file"
+            )));
+        }
+    }
     Ok(c)
 }
 
@@ -216,14 +244,53 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
 fn parse_static_flag(s: &str) -> Result<FileStatic, String> {
     let parts: Vec<&str> = s.split('=').collect();
     match parts.as_slice() {
-        [u, b] => Ok(FileStatic { upstream: u.to_string(), bind: b.to_string(), advertised: None }),
+        [u, b] => Ok(FileStatic { upstream: u.to_string(), bind: b.to_string(), advertised: None, tls: None }),
         [u, b, a] => Ok(FileStatic {
             upstream: u.to_string(),
             bind: b.to_string(),
             advertised: Some(a.to_string()),
+            tls: None,
         }),
         _ => Err(format!(
             "--static-listener `{s}`: expected UPSTREAM_HOST:PORT=BIND_HOST:PORT[=ADVERTISED_HOST:PORT]"
         )),
     }
+}
+
+macro_rules! overlay {
+    ($base:ident, $over:ident, $($f:ident),*) => {
+        $( if $over.$f.is_some() { $base.$f = $over.$f; } )*
+    };
+}
+
+/// Flag/env values win field by field over the file's section.
+fn merge_up(mut f: FileUpstreamTls, o: FileUpstreamTls) -> FileUpstreamTls {
+    overlay!(
+        f,
+        o,
+        enabled,
+        ca_file,
+        cert_file,
+        key_file,
+        key_passphrase_file,
+        key_passphrase_env,
+        server_name,
+        insecure_skip_verify
+    );
+    f
+}
+
+fn merge_down(mut f: FileDownstreamTls, o: FileDownstreamTls) -> FileDownstreamTls {
+    overlay!(
+        f,
+        o,
+        enabled,
+        cert_file,
+        key_file,
+        key_passphrase_file,
+        key_passphrase_env,
+        client_ca_file,
+        allowed_subjects
+    );
+    f
 }

@@ -4,9 +4,12 @@
 
 mod cli;
 mod file;
+mod tls;
 
+pub use crate::tls::material::Passphrase;
 pub use cli::{CheckArgs, RunArgs};
 pub use file::FileConfig;
+pub use tls::{DownstreamTlsConfig, UpstreamTlsConfig};
 
 use std::fmt;
 use std::time::Duration;
@@ -72,6 +75,8 @@ pub struct StaticListener {
     pub upstream: HostPort,
     pub bind: HostPort,
     pub advertised: HostPort,
+    /// Overrides `downstream_tls` for this listener.
+    pub tls: Option<bool>,
 }
 
 /// PrivateLink-style dialling: connect to `connect` whenever `broker` is
@@ -104,6 +109,10 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
+    pub upstream_tls: Option<UpstreamTlsConfig>,
+    pub downstream_tls: Option<DownstreamTlsConfig>,
+    /// How often certificate files are checked for changes.
+    pub tls_reload_interval: Duration,
 }
 
 impl Config {
@@ -123,6 +132,9 @@ impl Config {
             connect_timeout: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: None,
+            upstream_tls: None,
+            downstream_tls: None,
+            tls_reload_interval: Duration::from_secs(2),
         }
     }
 

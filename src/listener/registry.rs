@@ -19,6 +19,8 @@ pub struct BrokerSlot {
     pub bind: HostPort,
     upstream: RwLock<HostPort>,
     pub is_static: bool,
+    /// Per-listener override of client-side TLS.
+    pub tls: Option<bool>,
 }
 
 impl BrokerSlot {
@@ -45,6 +47,14 @@ pub enum Target {
 }
 
 impl Target {
+    /// Whether clients of this listener speak TLS.
+    pub fn client_tls(&self, default: bool) -> bool {
+        match self {
+            Target::Broker(s) => s.tls.unwrap_or(default),
+            Target::Bootstrap => default,
+        }
+    }
+
     pub fn label(&self) -> String {
         match self {
             Target::Bootstrap => "bootstrap".into(),
@@ -100,6 +110,7 @@ impl Registry {
                 bind: s.bind.clone(),
                 upstream: RwLock::new(s.upstream.clone()),
                 is_static: true,
+                tls: s.tls,
             });
             info!(upstream = %s.upstream, bind = %s.bind, advertised = %s.advertised, "static listener");
             let _ = spawn.send(NewListener {
@@ -168,6 +179,7 @@ impl Registry {
             bind: HostPort::new(c.bind_host.clone(), port),
             upstream: RwLock::new(upstream.clone()),
             is_static: false,
+            tls: None,
         });
         info!(node_id, upstream = %upstream, listener = %slot.bind, advertised = %format!("{}:{}", c.advertised_host, port), "dynamic listener created");
         self.spawn

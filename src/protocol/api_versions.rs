@@ -19,16 +19,45 @@ const ILLEGAL_SASL_STATE: i16 = 34;
 /// Rewrites a broker's ApiVersions response so it offers only what kgate
 /// forwards safely, each key capped at the highest version kgate parses.
 /// `frame` includes the length prefix; ApiVersions always uses header v0.
+///
+/// An error response that parses in no known layout is passed on as it is:
+/// clients only read the ApiVersions entry from it to pick a lower version,
+/// and ApiVersions never carries a broker address. (librdkafka's mock
+/// cluster sends such a body for error 35.)
 pub fn rewrite_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> {
+    match filter_api_versions(frame, version) {
+        Ok(out) => Ok(out),
+        Err(e) => {
+            let error_code = Reader::at(frame, LEN_PREFIX + 4).i16()?;
+            if error_code != 0 {
+                // Some brokers answer in the request's own layout.
+                if let Ok(out) = filter(frame, version) {
+                    return Ok(out);
+                }
+                return Ok(BytesMut::from(frame));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn filter_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> {
+    let error_code = Reader::at(frame, LEN_PREFIX + 4).i16()?;
+    // Error 35 means the broker fell back to a v0 body.
+    filter(
+        frame,
+        if error_code == UNSUPPORTED_VERSION {
+            0
+        } else {
+            version
+        },
+    )
+}
+
+fn filter(frame: &[u8], version: i16) -> WireResult<BytesMut> {
     let body = LEN_PREFIX + 4;
     let mut r = Reader::at(frame, body);
     let error_code = r.i16()?;
-    // Error 35 means the broker fell back to a v0 body.
-    let version = if error_code == UNSUPPORTED_VERSION {
-        0
-    } else {
-        version
-    };
     let flexible = version >= 3;
     let n = r.array_len(flexible, 6)?.unwrap_or(0);
     let mut kept: Vec<(i16, i16, i16)> = Vec::with_capacity(n.min(128));
@@ -65,6 +94,19 @@ pub fn rewrite_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> 
     }
     // throttle_time_ms and the top-level tagged fields (supported and
     // finalized features) pass unchanged.
+    let mut tail = Reader::at(frame, rest);
+    if version >= 1 {
+        tail.i32()?;
+    }
+    if flexible {
+        tail.skip_tagged_fields()?;
+    }
+    if tail.remaining() != 0 {
+        return Err(WireError {
+            what: "trailing bytes after ApiVersions",
+            offset: tail.pos(),
+        });
+    }
     out.put_slice(&frame[rest..]);
     patch_len(&mut out);
     Ok(out)
@@ -213,6 +255,22 @@ mod tests {
         let out = rewrite_api_versions(&broker_response(0, 35), 4).unwrap();
         let list = list_api_versions(&out, 4).unwrap();
         assert!(list.iter().any(|&(k, _, hi)| k == 18 && hi == 4));
+    }
+
+    #[test]
+    fn librdkafka_mock_error_35_body_passes_unchanged() {
+        // Captured from librdkafka 2.16's mock cluster answering ApiVersions v3.
+        let body: &[u8] = &[
+            0, 0, 0, 7, 0x00, 0x23, 0x01, 0x00, 0x12, 0x00, 0x00, 0x00, 0x02, 0, 0, 0, 0,
+        ];
+        let mut f = ((body.len()) as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        let out = rewrite_api_versions(&f, 3).unwrap();
+        assert_eq!(&out[..], &f[..]);
+        // A success response that does not parse is still an error.
+        let mut ok = f.clone();
+        ok[8..10].copy_from_slice(&[0, 0]);
+        assert!(rewrite_api_versions(&ok, 3).is_err());
     }
 
     #[test]

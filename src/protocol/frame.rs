@@ -21,7 +21,7 @@ pub enum FrameError {
     TooShort(usize),
     #[error("connection closed in the middle of a frame ({got} of {want} bytes)")]
     Truncated { got: usize, want: usize },
-    #[error("i/o error: {0}")]
+    #[error("{}", crate::upstream::tls::describe_io(.0))]
     Io(#[from] std::io::Error),
 }
 
@@ -89,7 +89,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.buf.capacity() - self.buf.len() < 1024 {
             self.buf.reserve(READ_CHUNK);
         }
-        Ok(self.io.read_buf(&mut self.buf).await?)
+        match self.io.read_buf(&mut self.buf).await {
+            Ok(n) => Ok(n),
+            // Kafka clients close TLS without close_notify: a plain EOF.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The next complete frame, prefix included; `None` at a clean EOF.

@@ -6,9 +6,11 @@ use crate::upstream::dial::DialError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
+    #[error("{0}")]
+    Tls(String),
     #[error("upstream unavailable: {0}")]
     Dial(#[from] DialError),
-    #[error("bad frame from client: {0}")]
+    #[error("client connection failed: {0}")]
     ClientFrame(FrameError),
     #[error("malformed request from client (api key {api_key:?}): {cause}")]
     ClientMalformed { api_key: Option<i16>, cause: String },
@@ -18,7 +20,7 @@ pub enum SessionError {
         api_version: i16,
         why: &'static str,
     },
-    #[error("bad frame from broker: {0}")]
+    #[error("broker connection failed: {0}")]
     UpstreamFrame(FrameError),
     #[error("broker sent a malformed response to api key {api_key} v{api_version}: {cause}")]
     UpstreamMalformed {

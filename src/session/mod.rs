@@ -1,9 +1,11 @@
-//! One client ↔ broker pair: dial, (later) authenticate, then pump until
-//! either side ends. The states are in [`state`].
+//! One client ↔ broker pair: client TLS (if configured), dial, upstream
+//! TLS, (later) SASL, then pump until either side ends. The states are in
+//! [`state`].
 
 pub mod error;
 pub mod pump;
 pub mod state;
+pub mod stream;
 
 use crate::listener::registry::Target;
 use crate::upstream::dial::dial;
@@ -13,34 +15,87 @@ use pump::{pump, Limits};
 use state::{Event, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use stream::Stream;
 use tokio::net::TcpStream;
 use tracing::{debug, info_span, warn, Instrument};
 
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs one client connection to completion, logging how it ended.
-pub async fn run(shared: Arc<Shared>, mut client: TcpStream, peer: SocketAddr, target: Target) {
-    let span = info_span!("conn", client = %peer, listener = %target.label(), broker = tracing::field::Empty);
-    let fut = async move {
+pub async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, target: Target) {
+    let span = info_span!(
+        "conn",
+        client = %peer,
+        listener = %target.label(),
+        broker = tracing::field::Empty,
+        identity = tracing::field::Empty,
+    );
+    async move {
         let mut state = State::Connecting;
-        let result = async {
-            let mut up = dial(&shared.config, &target).await?;
-            tracing::Span::current().record("broker", tracing::field::display(&up.broker));
-            state = advance(state, Event::UpstreamConnected { sasl: false });
-            let limits = Limits {
-                max_frame: shared.config.max_frame_bytes,
-                max_in_flight: shared.config.max_in_flight,
-            };
-            let (cr, cw) = client.split();
-            let (ur, uw) = up.stream.split();
-            pump(cr, cw, ur, uw, &limits, shared.registry.as_ref()).await
-        }
-        .await;
+        let result = connect_and_pump(&shared, client, &target, &mut state).await;
         state = advance(state, Event::Ended);
         match result {
             Ok(()) => debug!(%state, "client closed the connection"),
             Err(e) => log_end(&e),
         }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn connect_and_pump(
+    shared: &Shared,
+    client: TcpStream,
+    target: &Target,
+    state: &mut State,
+) -> Result<(), SessionError> {
+    let client = match &shared.downstream_tls {
+        Some(tls) if target.client_tls(true) => {
+            let (s, id) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(client))
+                .await
+                .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
+                .map_err(SessionError::Tls)?;
+            if let Some(id) = id {
+                tracing::Span::current().record("identity", tracing::field::display(&id.subject));
+            }
+            Stream::Server(Box::new(s))
+        }
+        _ => Stream::Plain(client),
     };
-    fut.instrument(span).await
+    let up = dial(&shared.config, target).await?;
+    tracing::Span::current().record("broker", tracing::field::display(&up.broker));
+    let upstream = match &shared.upstream_tls {
+        Some(tls) => {
+            let s =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(up.stream, &up.broker.host))
+                    .await
+                    .map_err(|_| {
+                        SessionError::Tls(format!("TLS handshake with {} timed out", up.broker))
+                    })?
+                    .map_err(SessionError::Tls)?;
+            Stream::Client(Box::new(s))
+        }
+        None => Stream::Plain(up.stream),
+    };
+    *state = advance(*state, Event::UpstreamConnected { sasl: false });
+    let limits = Limits {
+        max_frame: shared.config.max_frame_bytes,
+        max_in_flight: shared.config.max_in_flight,
+    };
+    let mapper = shared.registry.as_ref();
+    match (client, upstream) {
+        (Stream::Plain(mut c), Stream::Plain(mut u)) => {
+            let (cr, cw) = c.split();
+            let (ur, uw) = u.split();
+            pump(cr, cw, ur, uw, &limits, mapper).await
+        }
+        (c, u) => {
+            let (cr, cw) = tokio::io::split(c);
+            let (ur, uw) = tokio::io::split(u);
+            pump(cr, cw, ur, uw, &limits, mapper).await
+        }
+    }
 }
 
 fn advance(state: State, event: Event) -> State {

@@ -2,3 +2,4 @@
 //! later, TLS and SASL toward them.
 
 pub mod dial;
+pub mod tls;

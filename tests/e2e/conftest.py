@@ -128,7 +128,7 @@ def pytest_report_header(config) -> list[str]:
     try:
         import confluent_kafka
 
-        lines.append(f"confluent-kafka {confluent_kafka.version()[0]}, librdkafka {confluent_kafka.libversion()[0]}")
+        lines.append(f"confluent-kafka {confluent_kafka.__version__}, librdkafka {confluent_kafka.libversion()[0]}")
     except Exception as e:  # noqa: BLE001
         lines.append(f"confluent-kafka: {e}")
     try:
@@ -146,7 +146,7 @@ def pytest_report_header(config) -> list[str]:
     else:
         b = kgate_bin()
         lines.append(f"kgate: {b}" + ("" if b.exists() else " (MISSING)"))
-    lines.append(f"logs: {run_dir()}")
+    lines.append(f"logs: {run_dir(create=False)}")
     return lines
 
 

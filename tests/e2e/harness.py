@@ -6,7 +6,6 @@ import atexit
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -73,15 +72,22 @@ def parse_hostport(s: str) -> tuple[str, int]:
 # --------------------------------------------------------------------------
 
 _RUN_DIR: Optional[Path] = None
+KEEP_RUNS = 20
 
 
-def run_dir() -> Path:
-    """target/e2e-logs/<timestamp>-<pid>/, created on first use."""
+def run_dir(create: bool = True) -> Path:
+    """target/e2e-logs/<timestamp>-<pid>/ (the last KEEP_RUNS runs are kept)."""
     global _RUN_DIR
     if _RUN_DIR is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         _RUN_DIR = REPO / "target" / "e2e-logs" / f"{stamp}-{os.getpid()}"
+    if create and not _RUN_DIR.exists():
         _RUN_DIR.mkdir(parents=True, exist_ok=True)
+        runs = sorted(p for p in _RUN_DIR.parent.iterdir() if p.is_dir())
+        for old in runs[:-KEEP_RUNS]:
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
     return _RUN_DIR
 
 
@@ -190,15 +196,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def pick_port_base(node_ids: Iterable[int], avoid: Iterable[int] = ()) -> int:
-    """A random PB in 20000-40000 with PB and PB+1+N free for every node N."""
+    """A random PB in 20000-40000 with PB and PB+1+N free for every node N.
+
+    kgate may bind a broker's listener only when it first sees the broker in
+    metadata, so PB..PB+1+max(N) is kept below the kernel's ephemeral port
+    range when possible: no client connection can take the port meanwhile."""
     node_ids = list(node_ids)
     avoid = set(avoid)
-    top = max(node_ids, default=0) + 1
+    span = max(node_ids, default=0) + 1
+    lo, hi = PORT_BASE_RANGE
+    eph_lo, _ = ephemeral_port_range()
+    if eph_lo - 1 - span >= lo + 100:
+        hi = min(hi, eph_lo - 1 - span)
     for _ in range(200):
-        pb = random.randint(*PORT_BASE_RANGE)
+        pb = random.randint(lo, hi)
         ports = [pb] + [pb + 1 + n for n in node_ids]
-        if pb + top > 65535 or avoid.intersection(ports):
+        if pb + span > 65535 or avoid.intersection(ports):
             continue
         if all(port_is_free(p) for p in ports):
             return pb

@@ -304,6 +304,7 @@ def rdkafka_create_topic(admin, topic: str, partitions: int) -> None:
     futures[topic].result(timeout=30)
 
     def ready():
+        admin.poll(0)  # serves the log queue
         md = admin.list_topics(topic, timeout=5).topics.get(topic)
         return md is not None and md.error is None and len(md.partitions) == partitions and all(
             p.leader >= 0 for p in md.partitions.values()

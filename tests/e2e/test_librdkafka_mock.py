@@ -36,7 +36,6 @@ from scenarios import (
     rdkafka_consume,
     rdkafka_consumer_conf,
     rdkafka_produce,
-    value_of,
 )
 
 MOCK_BROKERS = 3
@@ -74,7 +73,6 @@ def mock_cluster() -> Upstream:
     bootstrap = [nodes[n] for n in sorted(nodes)]
     yield Upstream("librdkafka-mock", bootstrap, tuple(sorted(nodes)), nodes)
     holder.flush(1)
-    del holder
 
 
 @dataclass
@@ -114,6 +112,7 @@ def mock_run(mock_cluster: Upstream) -> MockRun:
         )
         # The mock cluster auto-creates the topic on the first metadata request.
         def topic_ready():
+            producer.poll(0)  # serves the log queue
             md = producer.list_topics(topic, timeout=5)
             t = md.topics.get(topic)
             return t is not None and t.error is None and t.partitions and all(p.leader > 0 for p in t.partitions.values()) and md
@@ -148,7 +147,8 @@ def _explain(r: MockRun) -> str:
 
 def test_mock_cluster_produce_and_consume_through_kgate(mock_run: MockRun) -> None:
     r = mock_run
-    assert not r.problems, _explain(r)
+    problems = list(r.problems)
+    assert not problems, _explain(r)
     ch = check_phase(r.run, "mock", r.sent, r.got, [])
     assert ch.consumed == RECORDS and ch.duplicates == 0 and ch.missing == 0 and ch.unexpected == 0, (
         "\n".join(ch.problems) + "\n" + _explain(r)
@@ -162,7 +162,8 @@ def test_mock_cluster_produce_and_consume_through_kgate(mock_run: MockRun) -> No
 
 def test_mock_cluster_metadata_lists_all_three_brokers(mock_run: MockRun) -> None:
     r = mock_run
-    assert not r.problems, _explain(r)
+    problems = list(r.problems)
+    assert not problems, _explain(r)
     assert sorted(r.metadata_nodes) == [1, 2, 3], r.metadata_nodes
     assert set(r.partitions.values()) <= {1, 2, 3}, r.partitions
 

@@ -102,7 +102,8 @@ def run(request, tansu) -> Run:
 def test_every_record_arrives_exactly_once_in_partition_order(run: Run) -> None:
     o = run.outcome
     why = o.explain()
-    assert not o.problems, why
+    problems = list(o.problems)
+    assert not problems, why
     assert o.partitions == PARTITIONS, why
     assert o.produced == RECORDS + RESUME_RECORDS, why
     assert o.consumed == RECORDS, why

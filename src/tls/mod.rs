@@ -1,0 +1,12 @@
+//! TLS material shared by both sides: loading certificates and keys
+//! (PKCS#8, PKCS#1, SEC1 and encrypted PKCS#8), reading identities, and
+//! reloading files when they change.
+
+pub mod identity;
+pub mod material;
+pub mod reload;
+
+/// Installs ring as the process-wide rustls crypto provider (idempotent).
+pub fn install_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
