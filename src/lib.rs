@@ -7,6 +7,7 @@
 pub mod config;
 pub mod downstream;
 pub mod listener;
+pub mod metrics;
 pub mod protocol;
 pub mod rewrite;
 pub mod session;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub registry: Arc<Registry>,
     pub upstream_tls: Option<UpstreamTls>,
     pub downstream_tls: Option<DownstreamTls>,
+    pub authenticator: Option<Arc<upstream::sasl::Authenticator>>,
+    pub throttle: session::auth::Throttle,
 }
 
 impl Shared {
@@ -64,20 +67,30 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, String> {
     tls::install_provider();
     let config = Arc::new(config);
-    let upstream_tls = config
-        .upstream_tls
-        .as_ref()
-        .map(UpstreamTls::new)
-        .transpose()?;
+    let upstream_tls = config.upstream_tls.as_ref().map(UpstreamTls::new).transpose()?;
     let downstream_tls = config
         .downstream_tls
         .as_ref()
         .map(DownstreamTls::new)
         .transpose()?;
+    let authenticator = match &config.upstream_sasl {
+        Some(s) => {
+            let creds = if s.mechanism.uses_aws() {
+                Some(Arc::new(
+                    upstream::credentials::CredentialCache::from_options(&s.aws).await,
+                ))
+            } else {
+                None
+            };
+            info!(mechanism = s.mechanism.wire_name(), "upstream SASL");
+            Some(Arc::new(upstream::sasl::Authenticator::new(s.clone(), creds)))
+        }
+        None => None,
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<NewListener>();
     let boot_addr = HostPort::new(config.bind_host.clone(), config.port_base);
-    let boot = bind(&boot_addr)
-        .map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
+    let boot =
+        bind(&boot_addr).map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
     let bootstrap = boot.local_addr().map_err(|e| e.to_string())?;
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
     let shared = Arc::new(Shared {
@@ -85,6 +98,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
         registry,
         upstream_tls,
         downstream_tls,
+        authenticator,
+        throttle: Default::default(),
     });
     let _ = tx.send(NewListener {
         socket: boot,

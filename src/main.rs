@@ -70,10 +70,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logs(&config);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
@@ -100,10 +97,7 @@ fn main() -> ExitCode {
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads certificates meanwhile.
 async fn wait_for_signal(shared: &kgate::Shared) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };

@@ -94,9 +94,7 @@ async fn lying_upstream() -> std::net::SocketAddr {
             let v = i16::from_be_bytes([f[6], f[7]]);
             let corr = i32::from_be_bytes([f[8], f[9], f[10], f[11]]);
             let resp = match (client_id(&f).as_str(), key) {
-                ("wrong-corr", _) => {
-                    response_frame(key, v, corr + 1, &HeartbeatResponse::default())
-                }
+                ("wrong-corr", _) => response_frame(key, v, corr + 1, &HeartbeatResponse::default()),
                 ("bad-metadata", ApiKey::Metadata) => {
                     // Metadata v1: brokers array claims 2^31-1 entries in a tiny frame
                     let mut b = vec![0, 0, 0, 0];
@@ -106,9 +104,7 @@ async fn lying_upstream() -> std::net::SocketAddr {
                     b[..4].copy_from_slice(&n.to_be_bytes());
                     bytes::Bytes::from(b)
                 }
-                (_, ApiKey::Heartbeat) => {
-                    response_frame(key, v, corr, &HeartbeatResponse::default())
-                }
+                (_, ApiKey::Heartbeat) => response_frame(key, v, corr, &HeartbeatResponse::default()),
                 (_, _) => response_frame(key, v, corr, &MetadataResponse::default()),
             };
             let _ = sock.write_all(&resp).await;
@@ -135,9 +131,7 @@ async fn bad_input_closes_only_its_own_connection() {
     let mut healthy = kg.connect().await;
     still_works(&mut healthy, 1).await;
 
-    let client_hello: &[u8] = &[
-        0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03,
-    ];
+    let client_hello: &[u8] = &[0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03];
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
         (
             "garbage",
@@ -176,8 +170,7 @@ async fn bad_input_closes_only_its_own_connection() {
         (
             "unknown version",
             {
-                let mut f =
-                    request_frame(ApiKey::Metadata, 12, 5, &MetadataRequest::default()).to_vec();
+                let mut f = request_frame(ApiKey::Metadata, 12, 5, &MetadataRequest::default()).to_vec();
                 f[6..8].copy_from_slice(&99i16.to_be_bytes());
                 f
             },
@@ -204,13 +197,10 @@ async fn bad_input_closes_only_its_own_connection() {
     // Truncated frame: the client sends half a frame and goes away.
     let mut bad = kg.connect().await;
     let peer = bad.local_addr().unwrap().to_string();
-    bad.write_all(&[0, 0, 0, 100, 0, 3, 0, 1, 0, 0])
-        .await
-        .unwrap();
+    bad.write_all(&[0, 0, 0, 100, 0, 3, 0, 1, 0, 0]).await.unwrap();
     bad.shutdown().await.unwrap();
     assert!(closed(&mut bad).await);
-    kg.logged(&["in the middle of a frame", "10 of 104", &peer])
-        .await;
+    kg.logged(&["in the middle of a frame", "10 of 104", &peer]).await;
     still_works(&mut healthy, 50).await;
 
     // The broker lies: a wrong correlation id.

@@ -31,11 +31,7 @@ fn check_config_accepts_a_good_file_and_explains_a_bad_one() {
         .arg(&good)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 
     let cases = [
@@ -109,10 +105,7 @@ fn flag_beats_env_beats_file() {
         common::free_port_base(0),
         common::free_port_base(0),
     );
-    let file = write(
-        &dir,
-        &format!("bootstrap = [\"127.0.0.1:1\"]\nport_base = {a}\n"),
-    );
+    let file = write(&dir, &format!("bootstrap = [\"127.0.0.1:1\"]\nport_base = {a}\n"));
     let run = || {
         let mut k = kgate();
         k.args(["run", "--config"]).arg(&file);

@@ -11,9 +11,7 @@ use common::all_apis::for_every_api;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kgate::protocol::decision::{
-    allowed_versions, decide, RequestAction, ResponseAction, RewriteKind,
-};
+use kgate::protocol::decision::{allowed_versions, decide, RequestAction, ResponseAction, RewriteKind};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use tokio::io::AsyncWriteExt;
@@ -60,12 +58,7 @@ fn scripted_response(key: ApiKey, v: i16, corr: i32, me: SocketAddr) -> Bytes {
                         .with_max_version(k.valid_versions().max)
                 })
                 .collect();
-            response_frame(
-                key,
-                v,
-                corr,
-                &ApiVersionsResponse::default().with_api_keys(keys),
-            )
+            response_frame(key, v, corr, &ApiVersionsResponse::default().with_api_keys(keys))
         }
         ApiKey::Metadata => {
             let b = |id: i32, h: StrBytes, p: i32| {
@@ -162,17 +155,11 @@ fn addresses(kind: RewriteKind, key: ApiKey, v: i16, f: &Bytes) -> Vec<(String, 
         }
         RewriteKind::ProduceEndpoints => {
             let (_, m): (_, ProduceResponse) = decode_response(key, v, f);
-            m.node_endpoints
-                .iter()
-                .map(|b| a(&b.host, b.port))
-                .collect()
+            m.node_endpoints.iter().map(|b| a(&b.host, b.port)).collect()
         }
         RewriteKind::FetchEndpoints => {
             let (_, m): (_, FetchResponse) = decode_response(key, v, f);
-            m.node_endpoints
-                .iter()
-                .map(|b| a(&b.host, b.port))
-                .collect()
+            m.node_endpoints.iter().map(|b| a(&b.host, b.port)).collect()
         }
     }
 }
@@ -227,27 +214,17 @@ async fn every_api_key_and_version_follows_the_decision_table() {
                             let (_, m): (_, ApiVersionsResponse) = decode_response(key, v, &resp);
                             assert!(m.api_keys.len() > 50, "{what}");
                             for a in &m.api_keys {
-                                let (lo, hi) =
-                                    allowed_versions(a.api_key).expect("denied key offered");
-                                assert!(
-                                    a.min_version >= lo && a.max_version <= hi,
-                                    "{what}: {a:?}"
-                                );
+                                let (lo, hi) = allowed_versions(a.api_key).expect("denied key offered");
+                                assert!(a.min_version >= lo && a.max_version <= hi, "{what}: {a:?}");
                             }
-                            assert!(!m
-                                .api_keys
-                                .iter()
-                                .any(|a| a.api_key == ApiKey::ShareFetch as i16));
+                            assert!(!m.api_keys.iter().any(|a| a.api_key == ApiKey::ShareFetch as i16));
                             *outcome.entry("ApiVersions filtered").or_default() += 1;
                         }
                         ResponseAction::Rewrite(kind) => {
                             let addrs = addresses(kind, key, v, &resp);
                             assert!(!addrs.is_empty(), "{what}");
                             for a in &addrs {
-                                assert!(
-                                    listeners.contains(a),
-                                    "{what}: {a:?} is not a kgate listener"
-                                );
+                                assert!(listeners.contains(a), "{what}: {a:?} is not a kgate listener");
                             }
                             *outcome.entry("rewritten").or_default() += 1;
                         }
@@ -256,9 +233,7 @@ async fn every_api_key_and_version_follows_the_decision_table() {
                 RequestAction::RefuseSasl => {
                     let resp = read_frame(&mut c).await.expect("SASL answered by kgate");
                     assert_eq!(&resp[4..8], &corr.to_be_bytes(), "{what}");
-                    *outcome
-                        .entry("answered by kgate (SASL refused)")
-                        .or_default() += 1;
+                    *outcome.entry("answered by kgate (SASL refused)").or_default() += 1;
                 }
                 RequestAction::ApiVersionsTooNew => {
                     unreachable!("kafka-protocol knows ApiVersions <= 4")

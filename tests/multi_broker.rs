@@ -28,17 +28,12 @@ impl Client {
             self.kgate_listeners.contains(&a),
             "{what}: {a:?} is not a kgate listener"
         );
-        assert!(
-            !self.mock_ports.contains(&port),
-            "{what}: upstream port leaked"
-        );
+        assert!(!self.mock_ports.contains(&port), "{what}: upstream port leaked");
         self.seen.push(a);
     }
 
     async fn connect(&self, port: i32) -> TcpStream {
-        TcpStream::connect(("127.0.0.1", port as u16))
-            .await
-            .unwrap()
+        TcpStream::connect(("127.0.0.1", port as u16)).await.unwrap()
     }
 
     fn next(&mut self) -> i32 {
@@ -122,11 +117,7 @@ async fn three_brokers_behind_kgate() {
     for v in [0, 1, 5, 9, 12] {
         let m = cl.metadata(&mut boot, v).await;
         assert_eq!(m.brokers.len(), 3);
-        let leaders: HashSet<i32> = m.topics[0]
-            .partitions
-            .iter()
-            .map(|p| p.leader_id.0)
-            .collect();
+        let leaders: HashSet<i32> = m.topics[0].partitions.iter().map(|p| p.leader_id.0).collect();
         assert_eq!(
             leaders,
             HashSet::from([1, 2, 3]),
@@ -174,14 +165,8 @@ async fn three_brokers_behind_kgate() {
     // Produce and consume on every partition through its leader's listener.
     let md = cl.metadata(&mut boot, 12).await;
     for p in &md.topics[0].partitions {
-        let leader = md
-            .brokers
-            .iter()
-            .find(|b| b.node_id == p.leader_id)
-            .unwrap();
-        let r = cl
-            .produce(leader.port, p.partition_index, b"record-batch")
-            .await;
+        let leader = md.brokers.iter().find(|b| b.node_id == p.leader_id).unwrap();
+        let r = cl.produce(leader.port, p.partition_index, b"record-batch").await;
         assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
         let f = cl.fetch(leader.port, p.partition_index).await;
         let pd = &f.responses[0].partitions[0];
@@ -270,11 +255,7 @@ async fn node_ids_that_overflow_the_port_space_are_a_clear_error() {
         "response with an unmappable broker must not reach the client"
     );
     use kgate::rewrite::BrokerMapper;
-    let e = kg
-        .shared
-        .registry
-        .advertise(70000, "b-70000", 9092)
-        .unwrap_err();
+    let e = kg.shared.registry.advertise(70000, "b-70000", 9092).unwrap_err();
     assert!(
         e.0.contains("static listener") && e.0.contains("port_range"),
         "{e}"
@@ -305,8 +286,7 @@ async fn static_listeners_port_ranges_and_dial_mapping() {
     });
     let kg = start_with(c).await;
     let mut s = TcpStream::connect(kg.bootstrap).await.unwrap();
-    let m: MetadataResponse =
-        call(&mut s, ApiKey::Metadata, 12, 1, &MetadataRequest::default()).await;
+    let m: MetadataResponse = call(&mut s, ApiKey::Metadata, 12, 1, &MetadataRequest::default()).await;
     let by_id = |id: i32| m.brokers.iter().find(|b| b.node_id.0 == id).unwrap();
     assert_eq!(
         (by_id(2).host.as_str(), by_id(2).port),
@@ -314,10 +294,7 @@ async fn static_listeners_port_ranges_and_dial_mapping() {
     );
     for id in [1, 3] {
         let p = by_id(id).port as u16;
-        assert!(
-            (range_start..=range_start + 5).contains(&p),
-            "node {id} on {p}"
-        );
+        assert!((range_start..=range_start + 5).contains(&p), "node {id} on {p}");
         assert_eq!(by_id(id).host.as_str(), "127.0.0.1");
     }
     // Each listener reaches its broker: produce through all three.
@@ -336,14 +313,9 @@ async fn static_listeners_port_ranges_and_dial_mapping() {
             ApiKey::Produce,
             9,
             2,
-            &ProduceRequest::default()
-                .with_acks(1)
-                .with_topic_data(vec![td]),
+            &ProduceRequest::default().with_acks(1).with_topic_data(vec![td]),
         )
         .await;
-        assert_eq!(
-            r.responses[0].partition_responses[0].error_code, 0,
-            "node {id}"
-        );
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0, "node {id}");
     }
 }

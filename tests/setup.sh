@@ -68,6 +68,10 @@ command -v "$PYTHON" >/dev/null || apt_install python3 python3-venv
     die "$PYTHON is older than 3.9"
 command -v javac >/dev/null && command -v java >/dev/null || apt_install openjdk-17-jdk-headless
 command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+# TLS tests (tests/e2e/test_tls.py): certs-dev/gen.sh needs openssl; stunnel4
+# fronts tansu with mTLS, like MSK's port 9094.
+command -v openssl >/dev/null || apt_install openssl
+command -v stunnel4 >/dev/null || apt_install stunnel4
 
 # --- Python venv --------------------------------------------------------------
 if ! "$VENV/bin/python" -c '' 2>/dev/null; then

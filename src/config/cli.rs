@@ -2,6 +2,7 @@
 //! (clap gives the flag precedence over the variable).
 
 use super::file::{build, FileConfig, Overrides};
+use super::sasl::FileSasl;
 use super::tls::{FileDownstreamTls, FileUpstreamTls};
 use super::Config;
 use clap::Args;
@@ -102,6 +103,40 @@ pub struct RunArgs {
     /// Allowed client CN/SAN names or `*` patterns (comma-separated).
     #[arg(long, env = "KGATE_DOWNSTREAM_ALLOWED_SUBJECTS", value_delimiter = ',')]
     pub downstream_allowed_subjects: Option<Vec<String>>,
+
+    /// SASL toward the brokers: AWS_MSK_IAM, OAUTHBEARER, SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN.
+    #[arg(long, env = "KGATE_UPSTREAM_SASL_MECHANISM")]
+    pub upstream_sasl_mechanism: Option<String>,
+    /// SCRAM/PLAIN user name.
+    #[arg(long, env = "KGATE_UPSTREAM_SASL_USERNAME")]
+    pub upstream_sasl_username: Option<String>,
+    /// File holding the SCRAM/PLAIN password.
+    #[arg(long, env = "KGATE_UPSTREAM_SASL_PASSWORD_FILE")]
+    pub upstream_sasl_password_file: Option<PathBuf>,
+    /// Name of the environment variable holding the SCRAM/PLAIN password.
+    #[arg(long, env = "KGATE_UPSTREAM_SASL_PASSWORD_ENV")]
+    pub upstream_sasl_password_env: Option<String>,
+    /// AWS region for IAM signing [default: from the broker host name].
+    #[arg(long, env = "KGATE_UPSTREAM_SASL_REGION")]
+    pub upstream_sasl_region: Option<String>,
+    /// AWS shared-config profile.
+    #[arg(long, env = "KGATE_AWS_PROFILE")]
+    pub aws_profile: Option<String>,
+    /// Role to assume for MSK IAM.
+    #[arg(long, env = "KGATE_AWS_ROLE_ARN")]
+    pub aws_role_arn: Option<String>,
+    /// External id for the assumed role.
+    #[arg(long, env = "KGATE_AWS_EXTERNAL_ID")]
+    pub aws_external_id: Option<String>,
+    /// Stable role session name [default: kgate].
+    #[arg(long, env = "KGATE_AWS_SESSION_NAME")]
+    pub aws_session_name: Option<String>,
+    /// STS region for assume-role.
+    #[arg(long, env = "KGATE_AWS_STS_REGION")]
+    pub aws_sts_region: Option<String>,
+    /// STS endpoint URL for assume-role.
+    #[arg(long, env = "KGATE_AWS_STS_ENDPOINT")]
+    pub aws_sts_endpoint: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +186,19 @@ impl RunArgs {
                 client_ca_file: self.downstream_client_ca_file,
                 allowed_subjects: self.downstream_allowed_subjects,
             },
+            upstream_sasl: FileSasl {
+                mechanism: self.upstream_sasl_mechanism,
+                username: self.upstream_sasl_username,
+                password_file: self.upstream_sasl_password_file,
+                password_env: self.upstream_sasl_password_env,
+                region: self.upstream_sasl_region,
+                profile: self.aws_profile,
+                role_arn: self.aws_role_arn,
+                external_id: self.aws_external_id,
+                session_name: self.aws_session_name,
+                sts_region: self.aws_sts_region,
+                sts_endpoint: self.aws_sts_endpoint,
+            },
         };
         build(file, o, &origin)
     }
@@ -159,10 +207,6 @@ impl RunArgs {
 impl CheckArgs {
     pub fn check(&self) -> Result<Config, String> {
         let file = FileConfig::load(&self.config)?;
-        build(
-            file,
-            Overrides::default(),
-            &self.config.display().to_string(),
-        )
+        build(file, Overrides::default(), &self.config.display().to_string())
     }
 }

@@ -1,6 +1,7 @@
 //! The TOML file. Unknown keys are errors; values are checked with the
 //! key's name in every message.
 
+use super::sasl::{sasl, FileSasl};
 use super::tls::{downstream, upstream, FileDownstreamTls, FileUpstreamTls};
 use super::{parse_port_range, Config, DialMapping, HostPort, LogFormat, StaticListener};
 use serde::Deserialize;
@@ -30,6 +31,8 @@ pub struct FileConfig {
     pub upstream_tls: FileUpstreamTls,
     #[serde(default)]
     pub downstream_tls: FileDownstreamTls,
+    #[serde(default)]
+    pub upstream_sasl: FileSasl,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,8 +53,8 @@ pub struct FileDial {
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
             let msg = e.message();
             let loc = e
@@ -84,6 +87,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub upstream_tls: FileUpstreamTls,
     pub downstream_tls: FileDownstreamTls,
+    pub upstream_sasl: FileSasl,
 }
 
 fn hp(key: &str, v: &str) -> Result<HostPort, String> {
@@ -96,11 +100,7 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     let err = |m: String| format!("{origin}: {m}");
     let bootstrap_raw = o.bootstrap.or(file.bootstrap).unwrap_or_default();
     let mut bootstrap = Vec::new();
-    for (i, b) in bootstrap_raw
-        .iter()
-        .filter(|b| !b.trim().is_empty())
-        .enumerate()
-    {
+    for (i, b) in bootstrap_raw.iter().filter(|b| !b.trim().is_empty()).enumerate() {
         bootstrap.push(hp(&format!("bootstrap[{i}]"), b).map_err(err)?);
     }
     if bootstrap.is_empty() {
@@ -118,9 +118,7 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         .unwrap_or_else(|| c.bind_host.clone());
     if let Some(p) = o.port_base.or(file.port_base) {
         if p == 0 {
-            return Err(err(
-                "key `port_base`: 0 is not a port; expected 1-65535".into()
-            ));
+            return Err(err("key `port_base`: 0 is not a port; expected 1-65535".into()));
         }
         c.port_base = p;
     }
@@ -128,8 +126,7 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         c.dynamic_listeners = d;
     }
     if let Some(r) = o.port_range.or(file.port_range) {
-        c.port_range =
-            Some(parse_port_range(&r).map_err(|e| err(format!("key `port_range`: {e}")))?);
+        c.port_range = Some(parse_port_range(&r).map_err(|e| err(format!("key `port_range`: {e}")))?);
     }
     let statics: Vec<FileStatic> = match o.static_listeners {
         Some(list) => list
@@ -169,9 +166,7 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
                         broker: b.into(),
                         connect: c.into(),
                     })
-                    .ok_or_else(|| {
-                        format!("--dial `{s}`: expected BROKER_HOST:PORT=CONNECT_HOST:PORT")
-                    })
+                    .ok_or_else(|| format!("--dial `{s}`: expected BROKER_HOST:PORT=CONNECT_HOST:PORT"))
             })
             .collect::<Result<_, _>>()
             .map_err(err)?,
@@ -221,15 +216,13 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     c.log_level = o.log_level.or(file.log_level);
     if let Some(ms) = file.tls_reload_interval_ms {
         if ms < 100 {
-            return Err(err(
-                "key `tls_reload_interval_ms`: expected at least 100".into()
-            ));
+            return Err(err("key `tls_reload_interval_ms`: expected at least 100".into()));
         }
         c.tls_reload_interval = Duration::from_millis(ms);
     }
     c.upstream_tls = upstream(merge_up(file.upstream_tls, o.upstream_tls)).map_err(err)?;
-    c.downstream_tls =
-        downstream(merge_down(file.downstream_tls, o.downstream_tls)).map_err(err)?;
+    c.downstream_tls = downstream(merge_down(file.downstream_tls, o.downstream_tls)).map_err(err)?;
+    c.upstream_sasl = sasl(file.upstream_sasl.overlay(o.upstream_sasl)).map_err(err)?;
     if c.downstream_tls.is_none() {
         if let Some(i) = c.static_listeners.iter().position(|s| s.tls == Some(true)) {
             return Err(err(format!(
@@ -244,7 +237,12 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
 fn parse_static_flag(s: &str) -> Result<FileStatic, String> {
     let parts: Vec<&str> = s.split('=').collect();
     match parts.as_slice() {
-        [u, b] => Ok(FileStatic { upstream: u.to_string(), bind: b.to_string(), advertised: None, tls: None }),
+        [u, b] => Ok(FileStatic {
+            upstream: u.to_string(),
+            bind: b.to_string(),
+            advertised: None,
+            tls: None,
+        }),
         [u, b, a] => Ok(FileStatic {
             upstream: u.to_string(),
             bind: b.to_string(),

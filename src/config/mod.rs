@@ -4,11 +4,13 @@
 
 mod cli;
 mod file;
+mod sasl;
 mod tls;
 
 pub use crate::tls::material::Passphrase;
 pub use cli::{CheckArgs, RunArgs};
 pub use file::FileConfig;
+pub use sasl::{AwsOptions, Mechanism, SaslConfig, Secret};
 pub use tls::{DownstreamTlsConfig, UpstreamTlsConfig};
 
 use std::fmt;
@@ -59,9 +61,9 @@ impl HostPort {
         if host.is_empty() {
             return Err(format!("`{s}` has an empty host; expected host:port"));
         }
-        let port: u16 = port.parse().map_err(|_| {
-            format!("`{s}` has an invalid port; expected host:port with port 1-65535")
-        })?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{s}` has an invalid port; expected host:port with port 1-65535"))?;
         if port == 0 {
             return Err(format!("`{s}` has port 0; expected 1-65535"));
         }
@@ -111,6 +113,7 @@ pub struct Config {
     pub log_level: Option<String>,
     pub upstream_tls: Option<UpstreamTlsConfig>,
     pub downstream_tls: Option<DownstreamTlsConfig>,
+    pub upstream_sasl: Option<SaslConfig>,
     /// How often certificate files are checked for changes.
     pub tls_reload_interval: Duration,
 }
@@ -134,6 +137,7 @@ impl Config {
             log_level: None,
             upstream_tls: None,
             downstream_tls: None,
+            upstream_sasl: None,
             tls_reload_interval: Duration::from_secs(2),
         }
     }

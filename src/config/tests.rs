@@ -110,10 +110,7 @@ fn mistakes_name_file_key_and_expectation() {
 
 #[test]
 fn host_port_parsing() {
-    assert_eq!(
-        HostPort::parse("[::1]:9092").unwrap(),
-        HostPort::new("::1", 9092)
-    );
+    assert_eq!(HostPort::parse("[::1]:9092").unwrap(), HostPort::new("::1", 9092));
     assert_eq!(HostPort::new("::1", 9092).to_string(), "[::1]:9092");
     assert!(HostPort::parse("a:0").is_err());
     assert!(HostPort::parse(":9").is_err());

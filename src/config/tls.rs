@@ -107,9 +107,7 @@ pub fn downstream(f: FileDownstreamTls) -> Result<Option<DownstreamTlsConfig>, S
     let s = "downstream_tls";
     let need = |k: &str, v: Option<PathBuf>| {
         let v = v.ok_or_else(|| {
-            format!(
-                "key `{s}.{k}`: missing; expected a PEM file path when downstream_tls is enabled"
-            )
+            format!("key `{s}.{k}`: missing; expected a PEM file path when downstream_tls is enabled")
         })?;
         exists(&format!("{s}.{k}"), &Some(v.clone()))?;
         Ok::<_, String>(v)

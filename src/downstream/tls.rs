@@ -10,9 +10,7 @@ use crate::upstream::tls::describe_io;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
-};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -57,10 +55,7 @@ impl DownstreamTls {
 
     /// Completes the handshake; returns the stream and the verified client
     /// identity, if a certificate was presented.
-    pub async fn accept(
-        &self,
-        tcp: TcpStream,
-    ) -> Result<(TlsStream<TcpStream>, Option<Identity>), String> {
+    pub async fn accept(&self, tcp: TcpStream) -> Result<(TlsStream<TcpStream>, Option<Identity>), String> {
         let acceptor = TlsAcceptor::from(self.config.current().as_ref().clone());
         let s = acceptor.accept(tcp).await.map_err(|e| {
             let why = describe_io(&e);
@@ -103,10 +98,7 @@ impl ClientCertVerifier for AllowList {
             .as_ref()
             .map(|i| i.subject.clone())
             .unwrap_or_else(|| "<unparseable>".into());
-        if let Err(e) = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)
-        {
+        if let Err(e) = self.inner.verify_client_cert(end_entity, intermediates, now) {
             warn!(%subject, cause = %crate::upstream::tls::describe(&e), "client certificate rejected");
             return Err(e);
         }

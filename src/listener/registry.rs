@@ -91,10 +91,7 @@ pub fn bind(addr: &HostPort) -> std::io::Result<StdListener> {
 
 impl Registry {
     /// Binds every static listener up front.
-    pub fn new(
-        config: Arc<Config>,
-        spawn: mpsc::UnboundedSender<NewListener>,
-    ) -> Result<Self, String> {
+    pub fn new(config: Arc<Config>, spawn: mpsc::UnboundedSender<NewListener>) -> Result<Self, String> {
         let mut inner = Inner {
             next_range_port: config.port_range.map(|r| r.0),
             ..Default::default()

@@ -151,15 +151,9 @@ mod tests {
             assert_eq!(response_action(3, v), ResponseAction::Rewrite(Metadata));
         }
         assert_eq!(response_action(0, 9), ResponseAction::PassThrough);
-        assert_eq!(
-            response_action(0, 10),
-            ResponseAction::Rewrite(ProduceEndpoints)
-        );
+        assert_eq!(response_action(0, 10), ResponseAction::Rewrite(ProduceEndpoints));
         assert_eq!(response_action(1, 15), ResponseAction::PassThrough);
-        assert_eq!(
-            response_action(1, 16),
-            ResponseAction::Rewrite(FetchEndpoints)
-        );
+        assert_eq!(response_action(1, 16), ResponseAction::Rewrite(FetchEndpoints));
         assert_eq!(
             decide(78, 1),
             RequestAction::Reject("api key is not on kgate's allow-list")

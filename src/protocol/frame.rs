@@ -120,8 +120,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     return Ok(None);
                 }
                 let want = if self.buf.len() >= LEN_PREFIX {
-                    i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]])
-                        as usize
+                    i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize
                         + LEN_PREFIX
                 } else {
                     LEN_PREFIX
@@ -162,10 +161,7 @@ mod tests {
             sniff_foreign(&[0x16, 0x03, 0x01, 0x02]),
             Some(FrameError::TlsOnPlaintext)
         ));
-        assert!(matches!(
-            sniff_foreign(b"GET /"),
-            Some(FrameError::HttpOnKafka)
-        ));
+        assert!(matches!(sniff_foreign(b"GET /"), Some(FrameError::HttpOnKafka)));
         assert!(sniff_foreign(&[0, 0, 0, 20]).is_none());
     }
 

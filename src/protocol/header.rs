@@ -108,9 +108,9 @@ mod tests {
             .unwrap();
         ProduceRequest::default()
             .with_acks(acks)
-            .with_transactional_id(txn.map(|t| {
-                kafka_protocol::messages::TransactionalId(StrBytes::from_string(t.to_string()))
-            }))
+            .with_transactional_id(
+                txn.map(|t| kafka_protocol::messages::TransactionalId(StrBytes::from_string(t.to_string()))),
+            )
             .encode(&mut body, version)
             .unwrap();
         let mut f = (body.len() as i32).to_be_bytes().to_vec();

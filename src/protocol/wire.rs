@@ -222,9 +222,7 @@ mod tests {
     #[test]
     fn overlong_varint_is_an_error() {
         assert!(Reader::new(&[0xff; 6]).uvarint().is_err());
-        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0x7f])
-            .uvarint()
-            .is_err());
+        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0x7f]).uvarint().is_err());
     }
 
     #[test]
@@ -243,9 +241,6 @@ mod tests {
         assert_eq!(Reader::new(&[0xff, 0xff]).string(), Ok(None));
         assert!(Reader::new(&[0xff, 0xfe]).string().is_err());
         assert!(Reader::new(&[3, 0xff, 0xfe]).compact_string().is_err());
-        assert_eq!(
-            Reader::new(&[3, b'h', b'i']).compact_string(),
-            Ok(Some("hi"))
-        );
+        assert_eq!(Reader::new(&[3, b'h', b'i']).compact_string(), Ok(Some("hi")));
     }
 }

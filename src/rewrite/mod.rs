@@ -54,15 +54,9 @@ pub fn rewrite(
     let body = response_body_offset(frame, api_key, version)?;
     match kind {
         RewriteKind::Metadata => metadata::rewrite(frame, body, version, mapper).map(Some),
-        RewriteKind::FindCoordinator => {
-            find_coordinator::rewrite(frame, body, version, mapper).map(Some)
-        }
-        RewriteKind::DescribeCluster => {
-            describe_cluster::rewrite(frame, body, version, mapper).map(Some)
-        }
-        RewriteKind::ProduceEndpoints => {
-            node_endpoints::rewrite_produce(frame, body, version, mapper)
-        }
+        RewriteKind::FindCoordinator => find_coordinator::rewrite(frame, body, version, mapper).map(Some),
+        RewriteKind::DescribeCluster => describe_cluster::rewrite(frame, body, version, mapper).map(Some),
+        RewriteKind::ProduceEndpoints => node_endpoints::rewrite_produce(frame, body, version, mapper),
         RewriteKind::FetchEndpoints => node_endpoints::rewrite_fetch(frame, body, version, mapper),
     }
 }

@@ -118,10 +118,7 @@ fn rewrite_top_level_tags(
 }
 
 /// A compact array of {node_id, host, port, rack, tags}.
-fn rewrite_endpoint_array(
-    value: &[u8],
-    mapper: &dyn BrokerMapper,
-) -> Result<BytesMut, RewriteError> {
+fn rewrite_endpoint_array(value: &[u8], mapper: &dyn BrokerMapper) -> Result<BytesMut, RewriteError> {
     let mut r = Reader::new(value);
     let n = r.array_len(true, 11)?.unwrap_or(0);
     let mut sp = Splice::new(value, n * 24);

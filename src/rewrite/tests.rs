@@ -28,10 +28,7 @@ impl TestMapper {
 
 impl BrokerMapper for TestMapper {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push((node_id, host.to_string(), port));
+        self.seen.lock().unwrap().push((node_id, host.to_string(), port));
         if node_id > 1000 {
             return Err(MapError(format!("node {node_id} overflows")));
         }
@@ -120,10 +117,7 @@ fn metadata_every_version() {
             b.port = 20000 + b.node_id.0;
         }
         assert_eq!(got, want, "v{v}");
-        assert_eq!(
-            m.seen.lock().unwrap()[0],
-            (1, "b-1.msk.example.com".into(), 9094)
-        );
+        assert_eq!(m.seen.lock().unwrap()[0], (1, "b-1.msk.example.com".into(), 9094));
         assert_eq!(&out[4..8], &f[4..8], "correlation id kept");
     }
 }
@@ -152,14 +146,7 @@ fn find_coordinator_single_and_batched() {
         };
         let f = frame(ApiKey::FindCoordinator, v, &orig);
         let m = TestMapper::new();
-        let out = run(
-            RewriteKind::FindCoordinator,
-            ApiKey::FindCoordinator,
-            v,
-            &f,
-            &m,
-        )
-        .unwrap();
+        let out = run(RewriteKind::FindCoordinator, ApiKey::FindCoordinator, v, &f, &m).unwrap();
         let got: FindCoordinatorResponse = decode(ApiKey::FindCoordinator, v, &out);
         let mut want = orig.clone();
         if v <= 3 {
@@ -195,14 +182,7 @@ fn describe_cluster_every_version() {
             .with_brokers(brokers);
         let f = frame(ApiKey::DescribeCluster, v, &orig);
         let m = TestMapper::new();
-        let out = run(
-            RewriteKind::DescribeCluster,
-            ApiKey::DescribeCluster,
-            v,
-            &f,
-            &m,
-        )
-        .unwrap();
+        let out = run(RewriteKind::DescribeCluster, ApiKey::DescribeCluster, v, &f, &m).unwrap();
         let got: DescribeClusterResponse = decode(ApiKey::DescribeCluster, v, &out);
         let mut want = orig.clone();
         for b in want.brokers.iter_mut() {
@@ -234,8 +214,7 @@ pub fn produce_response(v: i16, with_endpoints: bool) -> ProduceResponse {
                 .with_leader_id(BrokerId(3))
                 .with_leader_epoch(7),
         );
-    let mut topic =
-        produce_response::TopicProduceResponse::default().with_partition_responses(vec![part]);
+    let mut topic = produce_response::TopicProduceResponse::default().with_partition_responses(vec![part]);
     if v >= 13 {
         topic.topic_id = Uuid::from_u128(77);
     } else {
@@ -252,14 +231,7 @@ fn produce_node_endpoints_rewritten_and_absent_passes_unchanged() {
     for v in 10..=13 {
         let m = TestMapper::new();
         let plain = frame(ApiKey::Produce, v, &produce_response(v, false));
-        assert!(run(
-            RewriteKind::ProduceEndpoints,
-            ApiKey::Produce,
-            v,
-            &plain,
-            &m
-        )
-        .is_none());
+        assert!(run(RewriteKind::ProduceEndpoints, ApiKey::Produce, v, &plain, &m).is_none());
         let orig = produce_response(v, true);
         let f = frame(ApiKey::Produce, v, &orig);
         let out = run(RewriteKind::ProduceEndpoints, ApiKey::Produce, v, &f, &m).unwrap();
@@ -324,18 +296,8 @@ fn fetch_node_endpoints_rewritten_and_absent_passes_unchanged() {
 #[test]
 fn every_truncation_of_every_rewritable_frame_is_an_error_not_a_panic() {
     let cases: Vec<(RewriteKind, ApiKey, i16, Bytes)> = vec![
-        (
-            RewriteKind::Metadata,
-            ApiKey::Metadata,
-            12,
-            metadata_frame(12, 3),
-        ),
-        (
-            RewriteKind::Metadata,
-            ApiKey::Metadata,
-            1,
-            metadata_frame(1, 3),
-        ),
+        (RewriteKind::Metadata, ApiKey::Metadata, 12, metadata_frame(12, 3)),
+        (RewriteKind::Metadata, ApiKey::Metadata, 1, metadata_frame(1, 3)),
         (
             RewriteKind::ProduceEndpoints,
             ApiKey::Produce,

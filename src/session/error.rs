@@ -8,6 +8,10 @@ use crate::upstream::dial::DialError;
 pub enum SessionError {
     #[error("{0}")]
     Tls(String),
+    #[error("{0}")]
+    Sasl(#[from] crate::upstream::sasl::SaslError),
+    #[error("re-authentication failed: {0}")]
+    Reauth(String),
     #[error("upstream unavailable: {0}")]
     Dial(#[from] DialError),
     #[error("client connection failed: {0}")]
@@ -29,11 +33,7 @@ pub enum SessionError {
         cause: String,
     },
     #[error("broker answered api key {api_key} with correlation id {got}, expected {expected}")]
-    CorrelationMismatch {
-        api_key: i16,
-        expected: i32,
-        got: i32,
-    },
+    CorrelationMismatch { api_key: i16, expected: i32, got: i32 },
     #[error("broker sent bytes with no request in flight")]
     Unsolicited,
     #[error("broker closed the connection with {in_flight} request(s) in flight")]

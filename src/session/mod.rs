@@ -2,8 +2,10 @@
 //! TLS, (later) SASL, then pump until either side ends. The states are in
 //! [`state`].
 
+pub mod auth;
 pub mod error;
 pub mod pump;
+mod reauth;
 pub mod state;
 pub mod stream;
 
@@ -11,7 +13,7 @@ use crate::listener::registry::Target;
 use crate::upstream::dial::dial;
 use crate::Shared;
 use error::SessionError;
-use pump::{pump, Limits};
+use pump::{pump, Limits, ReauthPlan};
 use state::{Event, State};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,22 +65,56 @@ async fn connect_and_pump(
         }
         _ => Stream::Plain(client),
     };
+    if let crate::listener::registry::Target::Broker(slot) = target {
+        shared.throttle.wait(&slot.upstream().to_string()).await;
+    }
     let up = dial(&shared.config, target).await?;
     tracing::Span::current().record("broker", tracing::field::display(&up.broker));
-    let upstream = match &shared.upstream_tls {
+    let broker = up.broker.clone();
+    let mut upstream = match &shared.upstream_tls {
         Some(tls) => {
-            let s =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(up.stream, &up.broker.host))
-                    .await
-                    .map_err(|_| {
-                        SessionError::Tls(format!("TLS handshake with {} timed out", up.broker))
-                    })?
-                    .map_err(SessionError::Tls)?;
+            let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(up.stream, &up.broker.host))
+                .await
+                .map_err(|_| SessionError::Tls(format!("TLS handshake with {} timed out", up.broker)))?
+                .map_err(SessionError::Tls)?;
             Stream::Client(Box::new(s))
         }
         None => Stream::Plain(up.stream),
     };
-    *state = advance(*state, Event::UpstreamConnected { sasl: false });
+    *state = advance(
+        *state,
+        Event::UpstreamConnected {
+            sasl: shared.authenticator.is_some(),
+        },
+    );
+    let mut lifetime = 0;
+    if let Some(a) = &shared.authenticator {
+        let key = broker.to_string();
+        match auth::authenticate(a, &mut upstream, &broker.host).await {
+            Ok(o) => {
+                shared.throttle.clear(&key);
+                lifetime = o.session_lifetime_ms;
+                tracing::debug!(session_lifetime_ms = lifetime, "authenticated to the broker");
+            }
+            Err(e) => {
+                if e.is_throttle() {
+                    shared.throttle.hit(&key);
+                }
+                crate::metrics::get()
+                    .upstream_failures
+                    .add(("sasl", e.short_cause()), 1);
+                return Err(e.into());
+            }
+        }
+        *state = advance(*state, Event::Authenticated);
+    }
+    let reauth = || {
+        shared.authenticator.as_deref().map(|a| ReauthPlan {
+            authenticator: a,
+            broker_host: &broker.host,
+            session_lifetime_ms: lifetime,
+        })
+    };
     let limits = Limits {
         max_frame: shared.config.max_frame_bytes,
         max_in_flight: shared.config.max_in_flight,
@@ -88,12 +124,12 @@ async fn connect_and_pump(
         (Stream::Plain(mut c), Stream::Plain(mut u)) => {
             let (cr, cw) = c.split();
             let (ur, uw) = u.split();
-            pump(cr, cw, ur, uw, &limits, mapper).await
+            pump(cr, cw, ur, uw, &limits, mapper, reauth()).await
         }
         (c, u) => {
             let (cr, cw) = tokio::io::split(c);
             let (ur, uw) = tokio::io::split(u);
-            pump(cr, cw, ur, uw, &limits, mapper).await
+            pump(cr, cw, ur, uw, &limits, mapper, reauth()).await
         }
     }
 }

@@ -1,19 +1,18 @@
 //! The pump: requests client → broker and responses broker → client, run
 //! concurrently so neither direction can block the other. Requests are
 //! forwarded as the bytes that arrived; the in-flight queue tells the
-//! response side what each response must be.
+//! response side what each response must be, in order.
 
 use super::error::SessionError;
 use crate::protocol::api_versions::{api_versions_too_new, refuse_sasl, rewrite_api_versions};
 use crate::protocol::decision::{decide, RequestAction, ResponseAction};
 use crate::protocol::frame::FrameReader;
-use crate::protocol::header::{
-    key, peek_produce_acks, peek_request_header, peek_response_correlation,
-};
+use crate::protocol::header::{key, peek_produce_acks, peek_request_header, peek_response_correlation};
 use crate::rewrite::{rewrite, BrokerMapper};
+use crate::upstream::sasl::Authenticator;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
 /// What the response side must produce next, in request order.
@@ -28,11 +27,25 @@ pub enum Pending {
     },
     /// A response kgate answered itself.
     Local(Bytes),
+    /// Answered once every earlier response reached the client (re-auth drain).
+    Barrier(oneshot::Sender<()>),
+    /// A response to kgate's own request: handed back, never to the client.
+    Internal {
+        correlation_id: i32,
+        reply: oneshot::Sender<Bytes>,
+    },
 }
 
 pub struct Limits {
     pub max_frame: usize,
     pub max_in_flight: usize,
+}
+
+/// Re-authentication inputs for the request side (KIP-368).
+pub struct ReauthPlan<'a> {
+    pub authenticator: &'a Authenticator,
+    pub broker_host: &'a str,
+    pub session_lifetime_ms: i64,
 }
 
 /// Runs both directions until either side ends. `Ok` means the client
@@ -44,28 +57,67 @@ pub async fn pump<CR, CW, UR, UW>(
     up_w: UW,
     limits: &Limits,
     mapper: &dyn BrokerMapper,
+    reauth: Option<ReauthPlan<'_>>,
 ) -> Result<(), SessionError>
 where
     CR: AsyncRead + Unpin,
     CW: AsyncWrite + Unpin,
     UR: AsyncRead + Unpin,
-    UW: AsyncWrite + Unpin,
+    UW: AsyncWrite + Unpin + Send,
 {
     let (tx, rx) = mpsc::channel(limits.max_in_flight);
-    let requests = requests(
-        FrameReader::new(client_r, limits.max_frame, 8, true),
-        up_w,
-        tx,
-    );
-    let responses = responses(
-        FrameReader::new(up_r, limits.max_frame, 4, false),
-        client_w,
-        rx,
-        mapper,
-    );
+    let client = FrameReader::new(client_r, limits.max_frame, 8, true);
+    let upstream = FrameReader::new(up_r, limits.max_frame, 4, false);
     tokio::select! {
-        r = requests => r,
-        r = responses => r,
+        r = requests(client, up_w, tx, reauth) => r,
+        r = responses(upstream, client_w, rx, mapper) => r,
+    }
+}
+
+fn gone<T>(_: T) -> SessionError {
+    SessionError::ResponseSideGone
+}
+
+/// What the response side must expect for a request, or `Err` to close.
+fn classify(frame: &Bytes) -> Result<Option<Pending>, SessionError> {
+    let h = peek_request_header(frame).map_err(|e| SessionError::ClientMalformed {
+        api_key: None,
+        cause: e.to_string(),
+    })?;
+    match decide(h.api_key, h.api_version) {
+        RequestAction::Forward(action) => {
+            let acks_zero = h.api_key == key::PRODUCE
+                && peek_produce_acks(frame, &h).map_err(|e| SessionError::ClientMalformed {
+                    api_key: Some(h.api_key),
+                    cause: format!("cannot read Produce acks: {e}"),
+                })? == 0;
+            // acks=0 has no response: nothing to wait for.
+            Ok((!acks_zero).then_some(Pending::Expect {
+                correlation_id: h.correlation_id,
+                api_key: h.api_key,
+                api_version: h.api_version,
+                action,
+            }))
+        }
+        RequestAction::RefuseSasl => {
+            warn!(
+                api_key = h.api_key,
+                "client sent SASL to a listener without client authentication; answering with an error (configure the client with security.protocol=PLAINTEXT)"
+            );
+            Ok(Some(Pending::Local(refuse_sasl(&h))))
+        }
+        RequestAction::ApiVersionsTooNew => {
+            debug!(
+                version = h.api_version,
+                "ApiVersions newer than kgate parses; asking for a lower one"
+            );
+            Ok(Some(Pending::Local(api_versions_too_new(h.correlation_id))))
+        }
+        RequestAction::Reject(why) => Err(SessionError::Rejected {
+            api_key: h.api_key,
+            api_version: h.api_version,
+            why,
+        }),
     }
 }
 
@@ -73,80 +125,49 @@ async fn requests<R, W>(
     mut client: FrameReader<R>,
     mut upstream: W,
     tx: mpsc::Sender<Pending>,
+    reauth: Option<ReauthPlan<'_>>,
 ) -> Result<(), SessionError>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite + Unpin + Send,
 {
-    while let Some(frame) = client
-        .next_frame()
-        .await
-        .map_err(SessionError::ClientFrame)?
-    {
-        let h = peek_request_header(&frame).map_err(|e| SessionError::ClientMalformed {
-            api_key: None,
-            cause: e.to_string(),
-        })?;
-        let pending = match decide(h.api_key, h.api_version) {
-            RequestAction::Forward(action) => {
-                let no_response = h.api_key == key::PRODUCE
-                    && peek_produce_acks(&frame, &h).map_err(|e| {
-                        SessionError::ClientMalformed {
-                            api_key: Some(h.api_key),
-                            cause: format!("cannot read Produce acks: {e}"),
-                        }
-                    })? == 0;
-                if no_response {
-                    None
-                } else {
-                    Some(Pending::Expect {
-                        correlation_id: h.correlation_id,
-                        api_key: h.api_key,
-                        api_version: h.api_version,
-                        action,
-                    })
+    let mut due = reauth
+        .as_ref()
+        .and_then(|p| super::reauth::deadline(p.session_lifetime_ms));
+    loop {
+        let next = tokio::select! {
+            // next_frame keeps partial input in its buffer: cancel-safe.
+            f = client.next_frame() => f.map_err(SessionError::ClientFrame)?,
+            _ = sleep_until(due) => {
+                if let Some(plan) = &reauth {
+                    due = super::reauth::run(plan, &tx, &mut upstream).await?;
                 }
-            }
-            RequestAction::RefuseSasl => {
-                warn!(api_key = h.api_key, "client sent SASL to a listener without client authentication; answering with an error (configure the client with security.protocol=PLAINTEXT)");
-                let local = Pending::Local(refuse_sasl(&h));
-                tx.send(local)
-                    .await
-                    .map_err(|_| SessionError::ResponseSideGone)?;
                 continue;
-            }
-            RequestAction::ApiVersionsTooNew => {
-                debug!(
-                    version = h.api_version,
-                    "ApiVersions newer than kgate parses; asking the client to retry lower"
-                );
-                let local = Pending::Local(api_versions_too_new(h.correlation_id));
-                tx.send(local)
-                    .await
-                    .map_err(|_| SessionError::ResponseSideGone)?;
-                continue;
-            }
-            RequestAction::Reject(why) => {
-                return Err(SessionError::Rejected {
-                    api_key: h.api_key,
-                    api_version: h.api_version,
-                    why,
-                })
             }
         };
-        // Registered before the bytes leave, so the response side always
-        // knows what to expect; a full queue is back-pressure.
-        if let Some(p) = pending {
-            tx.send(p)
-                .await
-                .map_err(|_| SessionError::ResponseSideGone)?;
+        let Some(frame) = next else { return Ok(()) };
+        match classify(&frame)? {
+            Some(local @ Pending::Local(_)) => {
+                tx.send(local).await.map_err(gone)?;
+                continue;
+            }
+            // Registered before the bytes leave, so the response side always
+            // knows what to expect; a full queue is back-pressure.
+            Some(expect) => tx.send(expect).await.map_err(gone)?,
+            None => {}
         }
         upstream
             .write_all(&frame)
             .await
             .map_err(SessionError::UpstreamIo)?;
     }
-    Ok(())
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn responses<R, W>(
@@ -176,10 +197,19 @@ where
         };
         let (correlation_id, api_key, api_version, action) = match pending {
             Pending::Local(bytes) => {
-                client
-                    .write_all(&bytes)
-                    .await
-                    .map_err(SessionError::ClientIo)?;
+                client.write_all(&bytes).await.map_err(SessionError::ClientIo)?;
+                continue;
+            }
+            Pending::Barrier(done) => {
+                let _ = done.send(());
+                continue;
+            }
+            Pending::Internal {
+                correlation_id,
+                reply,
+            } => {
+                let frame = next_response(&mut upstream, correlation_id, -1, -1, rx.len()).await?;
+                let _ = reply.send(frame);
                 continue;
             }
             Pending::Expect {
@@ -189,52 +219,55 @@ where
                 action,
             } => (correlation_id, api_key, api_version, action),
         };
-        let frame = match upstream
-            .next_frame()
-            .await
-            .map_err(SessionError::UpstreamFrame)?
-        {
-            Some(f) => f,
-            None => {
-                return Err(SessionError::UpstreamClosed {
-                    in_flight: 1 + rx.len(),
-                })
-            }
-        };
-        let got =
-            peek_response_correlation(&frame).map_err(|e| SessionError::UpstreamMalformed {
-                api_key,
-                api_version,
-                cause: e.to_string(),
-            })?;
-        if got != correlation_id {
-            return Err(SessionError::CorrelationMismatch {
-                api_key,
-                expected: correlation_id,
-                got,
-            });
-        }
+        let frame = next_response(&mut upstream, correlation_id, api_key, api_version, rx.len()).await?;
         let malformed = |cause: String| SessionError::UpstreamMalformed {
             api_key,
             api_version,
             cause,
         };
-        match action {
-            ResponseAction::PassThrough => client.write_all(&frame).await,
+        let rewritten = match action {
+            ResponseAction::PassThrough => None,
             ResponseAction::ApiVersions => {
-                let out = rewrite_api_versions(&frame, api_version)
-                    .map_err(|e| malformed(e.to_string()))?;
-                client.write_all(&out).await
+                Some(rewrite_api_versions(&frame, api_version).map_err(|e| malformed(e.to_string()))?)
             }
             ResponseAction::Rewrite(kind) => {
-                match rewrite(kind, &frame, api_key, api_version, mapper)
-                    .map_err(|e| malformed(e.to_string()))?
-                {
-                    Some(out) => client.write_all(&out).await,
-                    None => client.write_all(&frame).await,
-                }
+                rewrite(kind, &frame, api_key, api_version, mapper).map_err(|e| malformed(e.to_string()))?
             }
+        };
+        match rewritten {
+            Some(out) => client.write_all(&out).await,
+            None => client.write_all(&frame).await,
         }
         .map_err(SessionError::ClientIo)?;
     }
+}
+
+/// Reads the next response and checks it answers `correlation_id`.
+async fn next_response<R: AsyncRead + Unpin>(
+    upstream: &mut FrameReader<R>,
+    correlation_id: i32,
+    api_key: i16,
+    api_version: i16,
+    queued: usize,
+) -> Result<Bytes, SessionError> {
+    let frame = upstream
+        .next_frame()
+        .await
+        .map_err(SessionError::UpstreamFrame)?
+        .ok_or(SessionError::UpstreamClosed {
+            in_flight: 1 + queued,
+        })?;
+    let got = peek_response_correlation(&frame).map_err(|e| SessionError::UpstreamMalformed {
+        api_key,
+        api_version,
+        cause: e.to_string(),
+    })?;
+    if got != correlation_id {
+        return Err(SessionError::CorrelationMismatch {
+            api_key,
+            expected: correlation_id,
+            got,
+        });
+    }
+    Ok(frame)
 }

@@ -20,8 +20,9 @@ impl Passphrase {
             Passphrase::File(p) => std::fs::read_to_string(p)
                 .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
                 .map_err(|e| format!("cannot read passphrase file {}: {e}", p.display())),
-            Passphrase::Env(v) => std::env::var(v)
-                .map_err(|_| format!("passphrase environment variable {v} is not set")),
+            Passphrase::Env(v) => {
+                std::env::var(v).map_err(|_| format!("passphrase environment variable {v} is not set"))
+            }
         }
     }
 }
@@ -38,12 +39,8 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 /// Loads a private key; an `ENCRYPTED PRIVATE KEY` needs `passphrase`.
-pub fn load_key(
-    path: &Path,
-    passphrase: Option<&Passphrase>,
-) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read key {}: {e}", path.display()))?;
+pub fn load_key(path: &Path, passphrase: Option<&Passphrase>) -> Result<PrivateKeyDer<'static>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read key {}: {e}", path.display()))?;
     let text = String::from_utf8_lossy(&bytes);
     if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         let pass = passphrase
@@ -54,8 +51,8 @@ pub fn load_key(
                 )
             })?
             .read()?;
-        let (label, der) = pkcs8::der::pem::decode_vec(&bytes)
-            .map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
+        let (label, der) =
+            pkcs8::der::pem::decode_vec(&bytes).map_err(|e| format!("bad PEM in {}: {e}", path.display()))?;
         if label != "ENCRYPTED PRIVATE KEY" {
             return Err(format!(
                 "{}: expected one ENCRYPTED PRIVATE KEY block, found {label}",

@@ -33,11 +33,7 @@ pub trait Reload: Send + Sync {
 
 impl<T: Send + Sync> Reloadable<T> {
     /// Builds the first version; failing here is a start-up error.
-    pub fn new(
-        name: impl Into<String>,
-        files: Vec<PathBuf>,
-        build: Builder<T>,
-    ) -> Result<Arc<Self>, String> {
+    pub fn new(name: impl Into<String>, files: Vec<PathBuf>, build: Builder<T>) -> Result<Arc<Self>, String> {
         let name = name.into();
         let first = build().map_err(|e| format!("{name}: {e}"))?;
         let stamps = files.iter().map(stamp).collect();

@@ -31,9 +31,9 @@ fn build(c: &UpstreamTlsConfig) -> Result<Arc<ClientConfig>, String> {
         (Some(cert), Some(key)) => {
             let chain = load_certs(cert)?;
             let key = load_key(key, c.passphrase.as_ref())?;
-            builder.with_client_auth_cert(chain, key).map_err(|e| {
-                format!("client certificate and key do not match or are unusable: {e}")
-            })?
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate and key do not match or are unusable: {e}"))?
         }
         _ => builder.with_no_client_auth(),
     };
@@ -58,11 +58,7 @@ impl UpstreamTls {
     }
 
     /// Handshakes over `tcp`, naming the broker `broker_host`.
-    pub async fn connect(
-        &self,
-        tcp: TcpStream,
-        broker_host: &str,
-    ) -> Result<TlsStream<TcpStream>, String> {
+    pub async fn connect(&self, tcp: TcpStream, broker_host: &str) -> Result<TlsStream<TcpStream>, String> {
         let name = self.server_name.as_deref().unwrap_or(broker_host);
         let server_name = ServerName::try_from(name.to_string())
             .map_err(|_| format!("`{name}` is not a valid TLS server name"))?;
@@ -79,8 +75,7 @@ pub fn describe_io(e: &std::io::Error) -> String {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(r) => describe(r),
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "peer closed the connection during the handshake (it may not speak TLS, or rejected us)"
-                .into()
+            "peer closed the connection during the handshake (it may not speak TLS, or rejected us)".into()
         }
         None => e.to_string(),
     }

@@ -227,8 +227,7 @@ fn respond(
                 let mut parts = Vec::new();
                 for p in t.partition_data {
                     let leader = st.leaders[&p.index];
-                    let mut r =
-                        produce_response::PartitionProduceResponse::default().with_index(p.index);
+                    let mut r = produce_response::PartitionProduceResponse::default().with_index(p.index);
                     if leader == me {
                         let log = st.log.entry(p.index).or_default();
                         r.base_offset = log.len() as i64;
@@ -282,8 +281,7 @@ fn respond(
                 let mut parts = Vec::new();
                 for p in t.partitions {
                     let leader = st.leaders[&p.partition];
-                    let mut r =
-                        fetch_response::PartitionData::default().with_partition_index(p.partition);
+                    let mut r = fetch_response::PartitionData::default().with_partition_index(p.partition);
                     if leader == me {
                         let log = st.log.entry(p.partition).or_default();
                         let mut out = BytesMut::new();

@@ -26,8 +26,7 @@ pub fn free_port_base(span: u16) -> u16 {
     loop {
         let off = NEXT.fetch_add(span + 1, Ordering::SeqCst);
         let base = 21000u16.wrapping_add(seed).wrapping_add(off % 20000);
-        let all_free =
-            (0..=span).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        let all_free = (0..=span).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
         if all_free {
             return base;
         }

@@ -1,0 +1,102 @@
+//! Process-wide counters and histograms, exposed in Prometheus text format
+//! by the admin endpoint. Labels stay bounded: listener, broker, api key,
+//! direction or cause — never a client address or topic.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Upper bounds in seconds.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: Default::default(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| s <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Cumulative (upper bound, count) pairs, then +Inf.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut acc = 0;
+        let mut out = Vec::with_capacity(BUCKETS.len());
+        for (i, b) in BUCKETS.iter().enumerate() {
+            acc += self.counts[i].load(Relaxed);
+            out.push((*b, acc));
+        }
+        (out, self.count(), self.sum_nanos.load(Relaxed) as f64 / 1e9)
+    }
+}
+
+/// A family of counters keyed by a small label set.
+#[derive(Default)]
+pub struct Family<K: Ord + Clone> {
+    inner: Mutex<BTreeMap<K, u64>>,
+}
+
+impl<K: Ord + Clone> Family<K> {
+    pub fn add(&self, k: K, n: u64) {
+        let mut m = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *m.entry(k).or_insert(0) += n;
+    }
+
+    pub fn snapshot(&self) -> Vec<(K, u64)> {
+        let m = match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    pub fn get(&self, k: &K) -> u64 {
+        self.snapshot()
+            .into_iter()
+            .find(|(x, _)| x == k)
+            .map(|(_, v)| v)
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub reauth_total: AtomicU64,
+    pub reauth_failures_total: AtomicU64,
+    pub reauth_pause: Histogram,
+    /// (stage, cause): connect, tls or sasl failures toward brokers.
+    pub upstream_failures: Family<(&'static str, String)>,
+}
+
+pub fn get() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(Metrics::default)
+}

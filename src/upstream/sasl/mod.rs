@@ -1,0 +1,226 @@
+//! SASL toward the brokers: AWS_MSK_IAM, OAUTHBEARER (MSK IAM token),
+//! SCRAM-SHA-256/512 and PLAIN, over SaslHandshake v1 and SaslAuthenticate
+//! v1 (which reports `session_lifetime_ms` for KIP-368 re-authentication).
+//! Broker responses are read with the bounds-checked reader only.
+
+pub mod msk_iam;
+pub mod scram;
+pub mod sigv4;
+mod wire;
+
+use crate::config::{Mechanism, SaslConfig, Secret};
+use crate::upstream::credentials::CredentialCache;
+use rand::Rng;
+use std::sync::Arc;
+use std::time::SystemTime;
+pub use wire::{Transport, KGATE_CORRELATION_BASE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaslError {
+    #[error("{mechanism} authentication with {broker} failed: connection: {cause}")]
+    Transport {
+        mechanism: &'static str,
+        broker: String,
+        cause: String,
+    },
+    #[error("{mechanism} is not enabled on {broker} (it offers {offered:?}); check the broker's listener and upstream_sasl.mechanism")]
+    Unsupported {
+        mechanism: &'static str,
+        broker: String,
+        offered: Vec<String>,
+    },
+    #[error(
+        "{mechanism} authentication with {broker} failed: broker said \"{message}\" (error {code}); {hint}"
+    )]
+    Rejected {
+        mechanism: &'static str,
+        broker: String,
+        code: i16,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("{mechanism} authentication with {broker} failed: {cause}")]
+    Local {
+        mechanism: &'static str,
+        broker: String,
+        cause: String,
+    },
+}
+
+impl SaslError {
+    /// A short, bounded label for metrics.
+    pub fn short_cause(&self) -> String {
+        match self {
+            SaslError::Transport { .. } => "transport".into(),
+            SaslError::Unsupported { .. } => "mechanism_not_enabled".into(),
+            SaslError::Rejected { message, .. } if message.contains("Too many connects") => {
+                "throttled".into()
+            }
+            SaslError::Rejected { .. } => "rejected".into(),
+            SaslError::Local { .. } => "local".into(),
+        }
+    }
+
+    /// MSK's per-broker connection-rate limit: back off before retrying.
+    pub fn is_throttle(&self) -> bool {
+        matches!(self, SaslError::Rejected { message, .. } if message.contains("Too many connects"))
+    }
+}
+
+/// What a successful exchange gives.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome {
+    /// 0 when the broker sets no limit.
+    pub session_lifetime_ms: i64,
+}
+
+/// Runs SASL exchanges for one configured mechanism.
+pub struct Authenticator {
+    cfg: SaslConfig,
+    creds: Option<Arc<CredentialCache>>,
+}
+
+fn hint(m: Mechanism, message: &str) -> &'static str {
+    if message.contains("Too many connects") {
+        return "MSK limits new connections per broker per second; kgate backs off before retrying";
+    }
+    if message.contains("Cannot change principals") {
+        return "re-authentication must use the same principal: keep role_arn/session_name stable";
+    }
+    match m {
+        Mechanism::MskIam | Mechanism::OauthBearer => {
+            "check the credentials, the region, and that the IAM policy allows kafka-cluster:Connect on this cluster"
+        }
+        Mechanism::ScramSha256 | Mechanism::ScramSha512 => "check username and password, and that the SCRAM user exists for this mechanism",
+        Mechanism::Plain => "check username and password",
+    }
+}
+
+fn read_secret(s: &Secret) -> Result<String, String> {
+    match s {
+        Secret::File(p) => std::fs::read_to_string(p)
+            .map(|v| v.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| format!("cannot read password file {}: {e}", p.display())),
+        Secret::Env(v) => {
+            std::env::var(v).map_err(|_| format!("password environment variable {v} is not set"))
+        }
+    }
+}
+
+impl Authenticator {
+    pub fn new(cfg: SaslConfig, creds: Option<Arc<CredentialCache>>) -> Self {
+        Authenticator { cfg, creds }
+    }
+
+    pub fn mechanism(&self) -> Mechanism {
+        self.cfg.mechanism
+    }
+
+    /// Authenticates (or re-authenticates) the connection behind `t` as
+    /// `broker_host`, the broker's real name.
+    pub async fn authenticate<T: Transport + Send>(
+        &self,
+        t: &mut T,
+        broker_host: &str,
+    ) -> Result<Outcome, SaslError> {
+        let m = self.cfg.mechanism;
+        let name = m.wire_name();
+        let local = |cause: String| SaslError::Local {
+            mechanism: name,
+            broker: broker_host.to_string(),
+            cause,
+        };
+        let transport = |cause: String| SaslError::Transport {
+            mechanism: name,
+            broker: broker_host.to_string(),
+            cause,
+        };
+
+        let (code, offered) = t.handshake(name).await.map_err(transport)?;
+        if code != 0 {
+            return Err(SaslError::Unsupported {
+                mechanism: name,
+                broker: broker_host.to_string(),
+                offered,
+            });
+        }
+        let user = self.cfg.username.clone().unwrap_or_default();
+        let mut scram = None;
+        let first = match m {
+            Mechanism::Plain => {
+                let pass = read_secret(
+                    self.cfg
+                        .password
+                        .as_ref()
+                        .ok_or_else(|| local("no password configured".into()))?,
+                )
+                .map_err(local)?;
+                format!("\0{user}\0{pass}").into_bytes()
+            }
+            Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
+                let pass = read_secret(
+                    self.cfg
+                        .password
+                        .as_ref()
+                        .ok_or_else(|| local("no password configured".into()))?,
+                )
+                .map_err(local)?;
+                let nonce: String = rand::rng()
+                    .sample_iter(rand::distr::Alphanumeric)
+                    .take(24)
+                    .map(char::from)
+                    .collect();
+                let h = if m == Mechanism::ScramSha256 {
+                    scram::Hash::Sha256
+                } else {
+                    scram::Hash::Sha512
+                };
+                let s = scram::Scram::new(h, &user, &pass, nonce);
+                let first = s.client_first();
+                scram = Some(s);
+                first
+            }
+            Mechanism::MskIam | Mechanism::OauthBearer => {
+                let creds = self
+                    .creds
+                    .as_ref()
+                    .ok_or_else(|| local("no AWS credential provider".into()))?;
+                let keys = creds
+                    .get()
+                    .await
+                    .map_err(|e| local(format!("no AWS credentials: {e}")))?;
+                let region = msk_iam::region_for(broker_host, self.cfg.region.as_deref()).map_err(local)?;
+                if m == Mechanism::MskIam {
+                    msk_iam::iam_payload(&keys, &region, broker_host, SystemTime::now())
+                } else {
+                    msk_iam::oauth_message(&msk_iam::oauth_token(&keys, &region, SystemTime::now()))
+                }
+            }
+        };
+        let rejected = |code: i16, message: String| SaslError::Rejected {
+            mechanism: name,
+            broker: broker_host.to_string(),
+            code,
+            hint: hint(m, &message),
+            message,
+        };
+        let r = t.authenticate(first).await.map_err(transport)?;
+        if r.error_code != 0 {
+            return Err(rejected(r.error_code, r.error_message));
+        }
+        let Some(mut s) = scram else {
+            return Ok(Outcome {
+                session_lifetime_ms: r.session_lifetime_ms,
+            });
+        };
+        let fin = s.client_final(&r.auth_bytes).map_err(local)?;
+        let r = t.authenticate(fin).await.map_err(transport)?;
+        if r.error_code != 0 {
+            return Err(rejected(r.error_code, r.error_message));
+        }
+        s.verify_server_final(&r.auth_bytes).map_err(local)?;
+        Ok(Outcome {
+            session_lifetime_ms: r.session_lifetime_ms,
+        })
+    }
+}
