@@ -142,7 +142,11 @@ fn advance(state: State, event: Event) -> State {
 }
 
 fn log_end(e: &SessionError) {
+    use crate::protocol::frame::FrameError;
+    let client_reset = matches!(e, SessionError::ClientFrame(FrameError::Io(io))
+        if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe));
     match e {
+        _ if client_reset => debug!(error = %e, "client reset the connection"),
         SessionError::ClientIo(_) | SessionError::ResponseSideGone => {
             debug!(error = %e, "connection closed")
         }

@@ -482,6 +482,8 @@ def clean_env(extra: Optional[dict] = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KGATE_", "AWS_"))}
     home = run_dir() / f"home-{uuid.uuid4().hex[:6]}"
     home.mkdir(parents=True, exist_ok=True)
+    for f in ("aws-config", "aws-creds"):  # empty, so that the SDK has nothing to warn about
+        (home / f).touch()
     env.update({"HOME": str(home), "AWS_EC2_METADATA_DISABLED": "true",
                 "AWS_CONFIG_FILE": str(home / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-creds"),
                 "RUST_BACKTRACE": "1"})

@@ -50,6 +50,7 @@ from tls_support import (  # noqa: F401 - fixtures are used by name
     java_ssl_props,
     java_tls_classes,
     java_tls_client,
+    log_mark,
     mtls_broker,
     pki,
     privatelink_broker,
@@ -91,9 +92,10 @@ def test_harness_stunnel_requires_a_client_cert_from_the_dev_ca(pki: Pki, mtls_b
     for cert, why in [(None, "peer did not return a certificate"),
                       ("rogue-client", "unable to get local issuer certificate"),
                       ("expired-client", "certificate has expired")]:
+        mark = log_mark(mtls_broker.stunnel.proc)
         r = probe(port, tls=client_tls_context(pki, cert), timeout=FAIL_FAST_S)
         assert r.outcome in ("tls-error", "closed"), f"{cert or 'no cert'} was not refused: {r}"
-        wait_for_log(mtls_broker.stunnel.proc, re.escape(why), 5)
+        wait_for_log(mtls_broker.stunnel.proc, re.escape(why), 5, since=mark)
     # The broken brokers are broken for a verifying client.
     r = probe(mtls_broker.wrongname_port, tls=client_tls_context(pki, "kgate-client"))
     assert r.outcome == "tls-error" and "mismatch" in r.detail.lower(), r
@@ -311,10 +313,11 @@ DOWNSTREAM_REFUSALS = {
 @pytest.mark.parametrize("case", list(DOWNSTREAM_REFUSALS))
 def test_downstream_refuses_bad_clients(case: str, pki: Pki, tls_kgate: Kgate) -> None:
     cert, pattern = DOWNSTREAM_REFUSALS[case]
+    mark = log_mark(tls_kgate.proc)  # the kgate is shared: only this test's lines count
     r = probe(tls_kgate.port_base, tls=client_tls_context(pki, cert), timeout=FAIL_FAST_S + 5)
     assert r.outcome != "response", f"{case}: kgate served the client: {r}"
     assert r.outcome != "timeout" and r.seconds < FAIL_FAST_S, f"{case}: not refused promptly: {r}"
-    lines = wait_for_log(tls_kgate.proc, pattern, 5)
+    lines = wait_for_log(tls_kgate.proc, pattern, 5, since=mark)
     ok, errors, _ = rdkafka_metadata_errors(tls_kgate.bootstrap_servers, rdkafka_ssl(pki, cert), timeout=6)
     assert not ok, f"{case}: librdkafka got metadata"
     assert tls_kgate.proc.alive()
@@ -329,10 +332,12 @@ def test_downstream_java_without_a_trusted_client_cert_is_refused(pki: Pki, tls_
     props = java_ssl_props(pki, "rogue-client.p12")
     props.update({"default.api.timeout.ms": "8000", "request.timeout.ms": "5000"})
     t0 = time.monotonic()
+    mark = log_mark(tls_kgate.proc)
     j, out = java_tls_client(java_tls_classes, props, "probe", tls_kgate.bootstrap_servers, timeout=60)
     assert not j.get("ok"), f"the Java client was served: {j}"
     assert "Ssl" in str(j.get("error")) or "SSL" in str(j.get("error_chain")), f"{j}\n{out}"
     assert time.monotonic() - t0 < 30, f"took {time.monotonic() - t0:.1f}s: {j}"
+    wait_for_log(tls_kgate.proc, DOWNSTREAM_REFUSALS["no-client-cert"][1], 5, since=mark)
 
 
 # ==========================================================================

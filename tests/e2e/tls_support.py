@@ -349,7 +349,10 @@ class TlsCaptureProxy:
                 except Exception:  # noqa: BLE001
                     pass
 
-        await asyncio.gather(pump(reader, uw), pump(ur, writer))
+        try:
+            await asyncio.gather(pump(reader, uw), pump(ur, writer))
+        except asyncio.CancelledError:
+            pass  # stop(): end quietly
         peer.closed_at = time.time()
 
     def serials(self) -> list[str]:
@@ -511,13 +514,23 @@ def log_excerpt(text: str, pattern: str, context: int = 0, limit: int = 20) -> s
     return "\n".join(out)
 
 
-def wait_for_log(proc: Proc, pattern: str, timeout: float) -> str:
-    """Polls a process log until a line matches `pattern` (case-insensitive);
-    returns the matching lines."""
+def log_mark(proc: Proc) -> int:
+    """Where the process log ends now: pass it as `since` to wait_for_log to
+    look only at what was logged after this point."""
+    return proc.log.stat().st_size
+
+
+def wait_for_log(proc: Proc, pattern: str, timeout: float, since: int = 0) -> str:
+    """Polls a process log until a line written after byte `since` matches
+    `pattern` (case-insensitive); returns the matching lines. The command
+    line Proc writes first ("$ ...") never counts."""
     rx = re.compile(pattern, re.I)
 
     def found():
-        return "\n".join(l for l in proc.log_text().splitlines() if rx.search(l))
+        with open(proc.log, "rb") as f:
+            f.seek(since)
+            text = f.read().decode("utf-8", "replace")
+        return "\n".join(l for l in text.splitlines() if rx.search(l) and not l.startswith("$ "))
 
     try:
         return poll_until(f"{proc.name} log line matching /{pattern}/", found, timeout, 0.1)

@@ -213,12 +213,12 @@ impl Authenticator {
                 session_lifetime_ms: r.session_lifetime_ms,
             });
         };
-        let fin = s.client_final(&r.auth_bytes).map_err(local)?;
+        let fin = s.client_final(&r.auth_bytes).map_err(|e| rejected(0, e))?;
         let r = t.authenticate(fin).await.map_err(transport)?;
         if r.error_code != 0 {
             return Err(rejected(r.error_code, r.error_message));
         }
-        s.verify_server_final(&r.auth_bytes).map_err(local)?;
+        s.verify_server_final(&r.auth_bytes).map_err(|e| rejected(0, e))?;
         Ok(Outcome {
             session_lifetime_ms: r.session_lifetime_ms,
         })
