@@ -2,8 +2,10 @@
 //! listener and rewrites every broker address handed back to a client.
 //!
 //! The data path, in module order:
-//! [`listener`] → [`session`] → [`protocol`] → [`rewrite`] → [`upstream`].
+//! [`listener`] → [`session`] → [`protocol`] → [`rewrite`] → [`upstream`]
+//! (with [`downstream`] for client TLS and [`admin`] for operators).
 
+pub mod admin;
 pub mod config;
 pub mod downstream;
 pub mod listener;
@@ -14,14 +16,17 @@ pub mod session;
 pub mod tls;
 pub mod upstream;
 
+use admin::health::Health;
 use config::{Config, HostPort};
 use downstream::tls::DownstreamTls;
 use listener::registry::{bind, NewListener, Registry, Target};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::time::Duration;
 use tls::reload::Reload;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
 use upstream::tls::UpstreamTls;
 
@@ -33,6 +38,10 @@ pub struct Shared {
     pub downstream_tls: Option<DownstreamTls>,
     pub authenticator: Option<Arc<upstream::sasl::Authenticator>>,
     pub throttle: session::auth::Throttle,
+    pub health: Health,
+    /// True once shutdown began: sessions stop reading and drain.
+    pub shutdown: watch::Sender<bool>,
+    pub open_connections: AtomicUsize,
 }
 
 impl Shared {
@@ -51,19 +60,34 @@ impl Shared {
 pub struct Running {
     /// The bootstrap listener's bound address.
     pub bootstrap: SocketAddr,
+    /// The admin listener's bound address, if enabled.
+    pub admin: Option<SocketAddr>,
     pub shared: Arc<Shared>,
-    spawner: tokio::task::JoinHandle<()>,
+    tasks: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
-    /// Stops accepting on every listener. Existing sessions end with their
-    /// connections.
+    /// Graceful stop: readiness fails at once, listeners close, sessions
+    /// finish their in-flight requests; returns when all connections are
+    /// gone or `drain_timeout` passed.
+    pub async fn drain(self) -> usize {
+        self.shared.health.start_draining();
+        self.tasks.abort();
+        let _ = self.shared.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + self.shared.config.drain_timeout;
+        while self.shared.open_connections.load(Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shared.open_connections.load(Relaxed)
+    }
+
+    /// Stops accepting at once (tests).
     pub fn stop(self) {
-        self.spawner.abort();
+        self.tasks.abort();
     }
 }
 
-/// Binds the bootstrap and static listeners and starts accepting.
+/// Binds the bootstrap, static and admin listeners and starts accepting.
 pub async fn start(config: Config) -> Result<Running, String> {
     tls::install_provider();
     let config = Arc::new(config);
@@ -92,6 +116,13 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let boot =
         bind(&boot_addr).map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
     let bootstrap = boot.local_addr().map_err(|e| e.to_string())?;
+    let admin = match &config.admin_listen {
+        Some(a) => Some(bind(a).map_err(|e| {
+            format!("cannot bind the admin listener on {a}: {e} (admin_listen = \"off\" disables it)")
+        })?),
+        None => None,
+    };
+    let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -100,18 +131,26 @@ pub async fn start(config: Config) -> Result<Running, String> {
         downstream_tls,
         authenticator,
         throttle: Default::default(),
+        health: Health::new(config.ready_window),
+        shutdown: watch::Sender::new(false),
+        open_connections: AtomicUsize::new(0),
     });
     let _ = tx.send(NewListener {
         socket: boot,
         target: Target::Bootstrap,
     });
-    info!(listener = %bootstrap, upstream = %config.bootstrap.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(","), "bootstrap listener");
+    let upstreams: Vec<String> = config.bootstrap.iter().map(|b| b.to_string()).collect();
+    info!(listener = %bootstrap, upstream = %upstreams.join(","), "bootstrap listener");
     let s = shared.clone();
-    let spawner = tokio::spawn(async move {
-        let mut accept_loops = tokio::task::JoinSet::new();
+    let tasks = tokio::spawn(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(a) = admin.and_then(|a| TcpListener::from_std(a).ok()) {
+            tasks.spawn(admin::serve(s.clone(), a));
+        }
+        tasks.spawn(upstream::probe::run(s.clone()));
         if s.upstream_tls.is_some() || s.downstream_tls.is_some() {
             let r = s.clone();
-            accept_loops.spawn(async move {
+            tasks.spawn(async move {
                 let mut tick = tokio::time::interval(r.config.tls_reload_interval);
                 loop {
                     tick.tick().await;
@@ -122,17 +161,17 @@ pub async fn start(config: Config) -> Result<Running, String> {
         while let Some(n) = rx.recv().await {
             match TcpListener::from_std(n.socket) {
                 Ok(l) => {
-                    accept_loops.spawn(listener::accept_loop(s.clone(), l, n.target));
+                    metrics::get().listeners.fetch_add(1, Relaxed);
+                    tasks.spawn(listener::accept_loop(s.clone(), l, n.target));
                 }
-                Err(e) => {
-                    error!(listener = %n.target.label(), error = %e, "cannot register listener")
-                }
+                Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
             }
         }
     });
     Ok(Running {
         bootstrap,
+        admin: admin_addr,
         shared,
-        spawner,
+        tasks,
     })
 }

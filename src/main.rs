@@ -86,11 +86,34 @@ fn main() -> ExitCode {
                     }
                 };
                 wait_for_signal(&running.shared).await;
-                tracing::info!("shutting down");
-                running.stop();
+                let drain = running.shared.config.drain_timeout;
+                tracing::info!(drain_timeout_ms = drain.as_millis() as u64, "shutting down: not ready, listeners closed, draining in-flight requests (signal again to exit now)");
+                tokio::select! {
+                    left = running.drain() => {
+                        if left > 0 {
+                            tracing::warn!(connections = left, "drain timeout reached; closing the rest");
+                        } else {
+                            tracing::info!("drained");
+                        }
+                    }
+                    _ = second_signal() => tracing::warn!("second signal: exiting now"),
+                }
                 ExitCode::SUCCESS
             })
         }
+    }
+}
+
+async fn second_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => std::future::pending().await,
     }
 }
 

@@ -87,13 +87,78 @@ impl<K: Ord + Clone> Family<K> {
     }
 }
 
+/// API keys are 0..=92 in Kafka 4.1; anything else lands in the last slot.
+pub const API_SLOTS: usize = 128;
+
+/// Per-listener connection and byte counters.
 #[derive(Default)]
+pub struct ListenerStats {
+    pub open: AtomicU64,
+    pub total: AtomicU64,
+    pub refused: AtomicU64,
+    pub bytes_client_to_broker: AtomicU64,
+    pub bytes_broker_to_client: AtomicU64,
+}
+
 pub struct Metrics {
+    pub requests: [AtomicU64; API_SLOTS],
+    pub responses: [AtomicU64; API_SLOTS],
+    pub latency: Vec<Histogram>,
     pub reauth_total: AtomicU64,
     pub reauth_failures_total: AtomicU64,
     pub reauth_pause: Histogram,
     /// (stage, cause): connect, tls or sasl failures toward brokers.
     pub upstream_failures: Family<(&'static str, String)>,
+    /// Frame and protocol errors by kind.
+    pub protocol_errors: Family<&'static str>,
+    pub listeners: AtomicU64,
+    pub dynamic_listeners_created: AtomicU64,
+    by_listener: Mutex<BTreeMap<String, std::sync::Arc<ListenerStats>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            responses: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: (0..API_SLOTS).map(|_| Histogram::default()).collect(),
+            reauth_total: AtomicU64::new(0),
+            reauth_failures_total: AtomicU64::new(0),
+            reauth_pause: Histogram::default(),
+            upstream_failures: Family::default(),
+            protocol_errors: Family::default(),
+            listeners: AtomicU64::new(0),
+            dynamic_listeners_created: AtomicU64::new(0),
+            by_listener: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+pub fn slot(api_key: i16) -> usize {
+    if (0..API_SLOTS as i16 - 1).contains(&api_key) {
+        api_key as usize
+    } else {
+        API_SLOTS - 1
+    }
+}
+
+impl Metrics {
+    /// The counters of one listener (created on first use).
+    pub fn listener(&self, label: &str) -> std::sync::Arc<ListenerStats> {
+        let mut m = match self.by_listener.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        m.entry(label.to_string()).or_default().clone()
+    }
+
+    pub fn listeners_snapshot(&self) -> Vec<(String, std::sync::Arc<ListenerStats>)> {
+        let m = match self.by_listener.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
 }
 
 pub fn get() -> &'static Metrics {

@@ -32,7 +32,7 @@ impl Kgate {
                 "--port-base",
                 &port_base.to_string(),
             ])
-            .args(["--max-frame-bytes", "1048576"])
+            .args(["--max-frame-bytes", "1048576", "--admin-listen", "off"])
             .env("RUST_LOG", "kgate=debug")
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()

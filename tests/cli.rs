@@ -105,7 +105,10 @@ fn flag_beats_env_beats_file() {
         common::free_port_base(0),
         common::free_port_base(0),
     );
-    let file = write(&dir, &format!("bootstrap = [\"127.0.0.1:1\"]\nport_base = {a}\n"));
+    let file = write(
+        &dir,
+        &format!("bootstrap = [\"127.0.0.1:1\"]\nport_base = {a}\nadmin_listen = \"off\"\n"),
+    );
     let run = || {
         let mut k = kgate();
         k.args(["run", "--config"]).arg(&file);

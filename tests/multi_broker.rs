@@ -267,6 +267,7 @@ async fn static_listeners_port_ranges_and_dial_mapping() {
     let cluster = MockCluster::start().await;
     let mut c = kgate::config::Config::with_bootstrap(vec![hp(cluster.addr(1))]);
     c.port_base = free_port_base(1);
+    c.admin_listen = None;
     let range_start = free_port_base(6);
     c.port_range = Some((range_start, range_start + 5));
     let static_port = free_port_base(1);

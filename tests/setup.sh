@@ -153,3 +153,12 @@ tmp=$(mktemp "$DEPS/env.sh.XXXXXX")
 chmod 644 "$tmp"
 mv -f "$tmp" "$DEPS/env.sh"
 step "ok: . ${DEPS#"$REPO"/}/env.sh && python -m pytest tests/e2e -q"
+
+# --- ClickHouse and systemd-analyze ---------------------------------------------
+# tests/e2e/test_clickhouse.py runs Debian's clickhouse-server (18.16, with the
+# librdkafka link above on LD_LIBRARY_PATH) as a child process; the deploy-kit
+# checks run `systemd-analyze verify` on deploy/systemd/kgate.service.
+{ command -v clickhouse-server || [ -x /usr/sbin/clickhouse-server ]; } >/dev/null || apt_install clickhouse-server
+step "clickhouse: $(dpkg-query -W -f '${Package} ${Version}' clickhouse-server 2>/dev/null || echo '(not from dpkg)')"
+command -v systemd-analyze >/dev/null || apt_install systemd
+step "systemd-analyze: $(systemd-analyze --version | head -n 1)"

@@ -137,6 +137,28 @@ pub struct RunArgs {
     /// STS endpoint URL for assume-role.
     #[arg(long, env = "KGATE_AWS_STS_ENDPOINT")]
     pub aws_sts_endpoint: Option<String>,
+
+    /// Admin HTTP listener for /metrics, /healthz, /readyz, or `off` [default: 127.0.0.1:9644].
+    #[arg(long, env = "KGATE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// /readyz needs the upstream reached within this many ms [default: 30000].
+    #[arg(long, env = "KGATE_READY_WINDOW_MS")]
+    pub ready_window_ms: Option<u64>,
+    /// On SIGTERM, let in-flight requests finish for up to this many ms [default: 20000].
+    #[arg(long, env = "KGATE_DRAIN_TIMEOUT_MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// Client connections allowed in total [default: 10000].
+    #[arg(long, env = "KGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Client connections allowed per listener [default: no limit].
+    #[arg(long, env = "KGATE_MAX_CONNECTIONS_PER_LISTENER")]
+    pub max_connections_per_listener: Option<usize>,
+    /// Close a connection with no traffic for this many ms; 0 disables [default: 600000].
+    #[arg(long, env = "KGATE_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Close a connection whose broker does not answer a request within this many ms [default: 330000].
+    #[arg(long, env = "KGATE_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +207,15 @@ impl RunArgs {
                 key_passphrase_env: self.downstream_key_passphrase_env,
                 client_ca_file: self.downstream_client_ca_file,
                 allowed_subjects: self.downstream_allowed_subjects,
+            },
+            ops: super::ops::OpsOverrides {
+                admin_listen: self.admin_listen,
+                ready_window_ms: self.ready_window_ms,
+                drain_timeout_ms: self.drain_timeout_ms,
+                max_connections: self.max_connections,
+                max_connections_per_listener: self.max_connections_per_listener,
+                idle_timeout_ms: self.idle_timeout_ms,
+                request_timeout_ms: self.request_timeout_ms,
             },
             upstream_sasl: FileSasl {
                 mechanism: self.upstream_sasl_mechanism,

@@ -27,6 +27,13 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub log_level: Option<String>,
     pub tls_reload_interval_ms: Option<u64>,
+    pub admin_listen: Option<String>,
+    pub ready_window_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_listener: Option<usize>,
+    pub idle_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
     #[serde(default)]
     pub upstream_tls: FileUpstreamTls,
     #[serde(default)]
@@ -88,6 +95,7 @@ pub struct Overrides {
     pub upstream_tls: FileUpstreamTls,
     pub downstream_tls: FileDownstreamTls,
     pub upstream_sasl: FileSasl,
+    pub ops: super::ops::OpsOverrides,
 }
 
 fn hp(key: &str, v: &str) -> Result<HostPort, String> {
@@ -223,6 +231,17 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     c.upstream_tls = upstream(merge_up(file.upstream_tls, o.upstream_tls)).map_err(err)?;
     c.downstream_tls = downstream(merge_down(file.downstream_tls, o.downstream_tls)).map_err(err)?;
     c.upstream_sasl = sasl(file.upstream_sasl.overlay(o.upstream_sasl)).map_err(err)?;
+    let ops = super::ops::OpsOverrides {
+        admin_listen: file.admin_listen,
+        ready_window_ms: file.ready_window_ms,
+        drain_timeout_ms: file.drain_timeout_ms,
+        max_connections: file.max_connections,
+        max_connections_per_listener: file.max_connections_per_listener,
+        idle_timeout_ms: file.idle_timeout_ms,
+        request_timeout_ms: file.request_timeout_ms,
+    }
+    .overlay(o.ops);
+    ops.apply(&mut c).map_err(err)?;
     if c.downstream_tls.is_none() {
         if let Some(i) = c.static_listeners.iter().position(|s| s.tls == Some(true)) {
             return Err(err(format!(

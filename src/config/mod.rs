@@ -4,6 +4,7 @@
 
 mod cli;
 mod file;
+mod ops;
 mod sasl;
 mod tls;
 
@@ -114,6 +115,16 @@ pub struct Config {
     pub upstream_tls: Option<UpstreamTlsConfig>,
     pub downstream_tls: Option<DownstreamTlsConfig>,
     pub upstream_sasl: Option<SaslConfig>,
+    /// Admin HTTP listener; `None` when disabled.
+    pub admin_listen: Option<HostPort>,
+    /// /readyz needs the upstream reached within this window.
+    pub ready_window: Duration,
+    pub drain_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_listener: Option<usize>,
+    /// `None` disables the idle timeout.
+    pub idle_timeout: Option<Duration>,
+    pub request_timeout: Duration,
     /// How often certificate files are checked for changes.
     pub tls_reload_interval: Duration,
 }
@@ -138,6 +149,13 @@ impl Config {
             upstream_tls: None,
             downstream_tls: None,
             upstream_sasl: None,
+            admin_listen: Some(HostPort::new(DEFAULT_BIND_HOST, 9644)),
+            ready_window: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(20),
+            max_connections: 10_000,
+            max_connections_per_listener: None,
+            idle_timeout: Some(Duration::from_secs(600)),
+            request_timeout: Duration::from_secs(330),
             tls_reload_interval: Duration::from_secs(2),
         }
     }

@@ -178,6 +178,9 @@ impl Registry {
             is_static: false,
             tls: None,
         });
+        crate::metrics::get()
+            .dynamic_listeners_created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         info!(node_id, upstream = %upstream, listener = %slot.bind, advertised = %format!("{}:{}", c.advertised_host, port), "dynamic listener created");
         self.spawn
             .send(NewListener {

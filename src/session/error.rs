@@ -4,6 +4,29 @@
 use crate::protocol::frame::FrameError;
 use crate::upstream::dial::DialError;
 
+impl SessionError {
+    /// A bounded label for the protocol-error metric, if this is one.
+    pub fn protocol_kind(&self) -> Option<&'static str> {
+        use crate::protocol::frame::FrameError as F;
+        Some(match self {
+            SessionError::ClientFrame(F::TlsOnPlaintext) => "tls_on_plaintext",
+            SessionError::ClientFrame(F::HttpOnKafka) => "http_on_kafka",
+            SessionError::ClientFrame(F::NegativeLength(_)) => "negative_length",
+            SessionError::ClientFrame(F::TooLarge { .. }) => "frame_too_large",
+            SessionError::ClientFrame(F::TooShort(_)) => "frame_too_short",
+            SessionError::ClientFrame(F::Truncated { .. }) => "truncated_frame",
+            SessionError::ClientMalformed { .. } => "malformed_request",
+            SessionError::Rejected { .. } => "refused_api",
+            SessionError::UpstreamFrame(F::Io(_)) => return None,
+            SessionError::UpstreamFrame(_) => "bad_broker_frame",
+            SessionError::UpstreamMalformed { .. } => "malformed_response",
+            SessionError::CorrelationMismatch { .. } => "correlation_mismatch",
+            SessionError::Unsolicited => "unsolicited_response",
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("{0}")]
@@ -44,4 +67,11 @@ pub enum SessionError {
     ClientIo(std::io::Error),
     #[error("response side ended")]
     ResponseSideGone,
+    #[error("idle for {0:?} with nothing in flight (idle_timeout_ms)")]
+    Idle(std::time::Duration),
+    #[error("broker did not answer api key {api_key} within {after:?} (request_timeout_ms)")]
+    RequestTimeout {
+        api_key: i16,
+        after: std::time::Duration,
+    },
 }

@@ -4,6 +4,7 @@
 //! response side what each response must be, in order.
 
 use super::error::SessionError;
+use crate::metrics::{self, ListenerStats};
 use crate::protocol::api_versions::{api_versions_too_new, refuse_sasl, rewrite_api_versions};
 use crate::protocol::decision::{decide, RequestAction, ResponseAction};
 use crate::protocol::frame::FrameReader;
@@ -11,8 +12,11 @@ use crate::protocol::header::{key, peek_produce_acks, peek_request_header, peek_
 use crate::rewrite::{rewrite, BrokerMapper};
 use crate::upstream::sasl::Authenticator;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 /// What the response side must produce next, in request order.
@@ -24,6 +28,7 @@ pub enum Pending {
         api_key: i16,
         api_version: i16,
         action: ResponseAction,
+        sent_at: Instant,
     },
     /// A response kgate answered itself.
     Local(Bytes),
@@ -36,9 +41,17 @@ pub enum Pending {
     },
 }
 
-pub struct Limits {
+/// Everything a pump needs besides the four stream halves.
+pub struct PumpCtx<'a> {
     pub max_frame: usize,
     pub max_in_flight: usize,
+    pub mapper: &'a dyn BrokerMapper,
+    pub reauth: Option<ReauthPlan<'a>>,
+    pub stats: &'a ListenerStats,
+    /// Flips to true on shutdown: stop reading, drain, close.
+    pub shutdown: watch::Receiver<bool>,
+    pub idle_timeout: Option<Duration>,
+    pub request_timeout: Duration,
 }
 
 /// Re-authentication inputs for the request side (KIP-368).
@@ -55,9 +68,7 @@ pub async fn pump<CR, CW, UR, UW>(
     client_w: CW,
     up_r: UR,
     up_w: UW,
-    limits: &Limits,
-    mapper: &dyn BrokerMapper,
-    reauth: Option<ReauthPlan<'_>>,
+    ctx: PumpCtx<'_>,
 ) -> Result<(), SessionError>
 where
     CR: AsyncRead + Unpin,
@@ -65,12 +76,13 @@ where
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin + Send,
 {
-    let (tx, rx) = mpsc::channel(limits.max_in_flight);
-    let client = FrameReader::new(client_r, limits.max_frame, 8, true);
-    let upstream = FrameReader::new(up_r, limits.max_frame, 4, false);
+    let (tx, rx) = mpsc::channel(ctx.max_in_flight);
+    let in_flight = AtomicUsize::new(0);
+    let client = FrameReader::new(client_r, ctx.max_frame, 8, true);
+    let upstream = FrameReader::new(up_r, ctx.max_frame, 4, false);
     tokio::select! {
-        r = requests(client, up_w, tx, reauth) => r,
-        r = responses(upstream, client_w, rx, mapper) => r,
+        r = requests(client, up_w, tx, &ctx, &in_flight) => r,
+        r = responses(upstream, client_w, rx, &ctx, &in_flight) => r,
     }
 }
 
@@ -92,11 +104,12 @@ fn classify(frame: &Bytes) -> Result<Option<Pending>, SessionError> {
                     cause: format!("cannot read Produce acks: {e}"),
                 })? == 0;
             // acks=0 has no response: nothing to wait for.
-            Ok((!acks_zero).then_some(Pending::Expect {
+            Ok((!acks_zero).then(|| Pending::Expect {
                 correlation_id: h.correlation_id,
                 api_key: h.api_key,
                 api_version: h.api_version,
                 action,
+                sent_at: Instant::now(),
             }))
         }
         RequestAction::RefuseSasl => {
@@ -125,27 +138,53 @@ async fn requests<R, W>(
     mut client: FrameReader<R>,
     mut upstream: W,
     tx: mpsc::Sender<Pending>,
-    reauth: Option<ReauthPlan<'_>>,
+    ctx: &PumpCtx<'_>,
+    in_flight: &AtomicUsize,
 ) -> Result<(), SessionError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send,
 {
-    let mut due = reauth
+    let m = metrics::get();
+    let mut shutdown = ctx.shutdown.clone();
+    let mut due = ctx
+        .reauth
         .as_ref()
         .and_then(|p| super::reauth::deadline(p.session_lifetime_ms));
+    let mut idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
     loop {
         let next = tokio::select! {
             // next_frame keeps partial input in its buffer: cancel-safe.
             f = client.next_frame() => f.map_err(SessionError::ClientFrame)?,
             _ = sleep_until(due) => {
-                if let Some(plan) = &reauth {
+                if let Some(plan) = &ctx.reauth {
                     due = super::reauth::run(plan, &tx, &mut upstream).await?;
                 }
                 continue;
             }
+            _ = sleep_until(idle_at) => {
+                if in_flight.load(Relaxed) > 0 {
+                    idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
+                    continue;
+                }
+                return Err(SessionError::Idle(ctx.idle_timeout.unwrap_or_default()));
+            }
+            _ = stopping(&mut shutdown) => {
+                // Draining: no new requests; the in-flight ones finish.
+                let (done, drained) = oneshot::channel();
+                tx.send(Pending::Barrier(done)).await.map_err(gone)?;
+                let _ = drained.await;
+                return Ok(());
+            }
         };
         let Some(frame) = next else { return Ok(()) };
+        idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
+        ctx.stats
+            .bytes_client_to_broker
+            .fetch_add(frame.len() as u64, Relaxed);
+        if let Ok(h) = peek_request_header(&frame) {
+            m.requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
+        }
         match classify(&frame)? {
             Some(local @ Pending::Local(_)) => {
                 tx.send(local).await.map_err(gone)?;
@@ -153,13 +192,23 @@ where
             }
             // Registered before the bytes leave, so the response side always
             // knows what to expect; a full queue is back-pressure.
-            Some(expect) => tx.send(expect).await.map_err(gone)?,
+            Some(expect) => {
+                in_flight.fetch_add(1, Relaxed);
+                tx.send(expect).await.map_err(gone)?
+            }
             None => {}
         }
         upstream
             .write_all(&frame)
             .await
             .map_err(SessionError::UpstreamIo)?;
+    }
+}
+
+/// Resolves once shutdown begins.
+async fn stopping(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -174,12 +223,15 @@ async fn responses<R, W>(
     mut upstream: FrameReader<R>,
     mut client: W,
     mut rx: mpsc::Receiver<Pending>,
-    mapper: &dyn BrokerMapper,
+    ctx: &PumpCtx<'_>,
+    in_flight: &AtomicUsize,
 ) -> Result<(), SessionError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let m = metrics::get();
+    let timeout = ctx.request_timeout;
     loop {
         let pending = tokio::select! {
             biased;
@@ -195,7 +247,7 @@ where
                 });
             }
         };
-        let (correlation_id, api_key, api_version, action) = match pending {
+        let (correlation_id, api_key, api_version, action, sent_at) = match pending {
             Pending::Local(bytes) => {
                 client.write_all(&bytes).await.map_err(SessionError::ClientIo)?;
                 continue;
@@ -208,7 +260,7 @@ where
                 correlation_id,
                 reply,
             } => {
-                let frame = next_response(&mut upstream, correlation_id, -1, -1, rx.len()).await?;
+                let frame = next_response(&mut upstream, correlation_id, -1, -1, rx.len(), timeout).await?;
                 let _ = reply.send(frame);
                 continue;
             }
@@ -217,9 +269,18 @@ where
                 api_key,
                 api_version,
                 action,
-            } => (correlation_id, api_key, api_version, action),
+                sent_at,
+            } => (correlation_id, api_key, api_version, action, sent_at),
         };
-        let frame = next_response(&mut upstream, correlation_id, api_key, api_version, rx.len()).await?;
+        let frame = next_response(
+            &mut upstream,
+            correlation_id,
+            api_key,
+            api_version,
+            rx.len(),
+            timeout,
+        )
+        .await?;
         let malformed = |cause: String| SessionError::UpstreamMalformed {
             api_key,
             api_version,
@@ -230,15 +291,20 @@ where
             ResponseAction::ApiVersions => {
                 Some(rewrite_api_versions(&frame, api_version).map_err(|e| malformed(e.to_string()))?)
             }
-            ResponseAction::Rewrite(kind) => {
-                rewrite(kind, &frame, api_key, api_version, mapper).map_err(|e| malformed(e.to_string()))?
-            }
+            ResponseAction::Rewrite(kind) => rewrite(kind, &frame, api_key, api_version, ctx.mapper)
+                .map_err(|e| malformed(e.to_string()))?,
         };
+        let len = rewritten.as_ref().map_or(frame.len(), |r| r.len());
         match rewritten {
             Some(out) => client.write_all(&out).await,
             None => client.write_all(&frame).await,
         }
         .map_err(SessionError::ClientIo)?;
+        in_flight.fetch_sub(1, Relaxed);
+        let slot = metrics::slot(api_key);
+        m.responses[slot].fetch_add(1, Relaxed);
+        m.latency[slot].observe(sent_at.elapsed());
+        ctx.stats.bytes_broker_to_client.fetch_add(len as u64, Relaxed);
     }
 }
 
@@ -249,10 +315,14 @@ async fn next_response<R: AsyncRead + Unpin>(
     api_key: i16,
     api_version: i16,
     queued: usize,
+    timeout: Duration,
 ) -> Result<Bytes, SessionError> {
-    let frame = upstream
-        .next_frame()
+    let frame = tokio::time::timeout(timeout, upstream.next_frame())
         .await
+        .map_err(|_| SessionError::RequestTimeout {
+            api_key,
+            after: timeout,
+        })?
         .map_err(SessionError::UpstreamFrame)?
         .ok_or(SessionError::UpstreamClosed {
             in_flight: 1 + queued,

@@ -3,5 +3,6 @@
 
 pub mod credentials;
 pub mod dial;
+pub mod probe;
 pub mod sasl;
 pub mod tls;

@@ -38,6 +38,7 @@ pub async fn start_kgate(bootstrap: Vec<HostPort>, span: u16) -> kgate::Running 
     let mut c = Config::with_bootstrap(bootstrap);
     c.port_base = free_port_base(span);
     c.connect_timeout = Duration::from_secs(2);
+    c.admin_listen = None;
     start_with(c).await
 }
 

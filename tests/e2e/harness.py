@@ -424,7 +424,10 @@ def start_kgate(upstream: Upstream, name: str, extra_args: Iterable[str] = (), a
     last_err = None
     for _attempt in range(3):
         pb = pick_port_base(upstream.node_ids, avoid)
-        argv = [binary, "run", "--bootstrap", upstream.bootstrap_servers, "--port-base", str(pb), *extra_args]
+        extra = list(extra_args)
+        if not any(str(a).startswith("--admin-listen") for a in extra):
+            extra += ["--admin-listen", "off"]
+        argv = [binary, "run", "--bootstrap", upstream.bootstrap_servers, "--port-base", str(pb), *extra]
         proc = Proc(f"kgate-{name}", argv, env=env)
         try:
             wait_for_port(pb, 30, proc)

@@ -483,7 +483,7 @@ class IamFront:
             s["by_mechanism"] = dict(s["by_mechanism"])
             s["principals"] = dict(s["principals"])
             s["user_agents"] = dict(s["user_agents"])
-            s["iam_payload_keys"] = sorted(s["iam_payload_keys"])
+            s["iam_payload_keys"] = [list(t) for t in sorted(s["iam_payload_keys"])]
             s["open"] = [c.as_dict() for c in self._conns.values()]
             s["closed"] = [c.as_dict() for c in self._closed_conns]
             return s

@@ -25,8 +25,10 @@ import collections
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -272,6 +274,23 @@ def test_front_oauthbearer_follows_kafka_error_flow(cluster, front):
         assert (err, data) == (0, b'{"status":"invalid_token"}')
         err, msg, _, _ = c.authenticate(b"\x01")
         assert (err, msg) == (58, '{"status":"invalid_token"}')
+    # a real client copes with that flow and reports the broker's message
+    from confluent_kafka.admin import AdminClient
+
+    errors = []
+    admin = AdminClient({
+        "bootstrap.servers": cluster.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "OAUTHBEARER", "oauth_cb": lambda _c: (bad, time.time() + 900),
+        "error_cb": lambda e: errors.append(e.str()), "reconnect.backoff.ms": 5000,
+        "reconnect.backoff.max.ms": 5000,
+    })
+    try:
+        with pytest.raises(Exception):
+            admin.list_topics(timeout=2)
+        admin.poll(0.5)  # serves error_cb
+    finally:
+        del admin  # destroys the client: it must not keep retrying into the next test
+    assert any('SASL authentication error: {"status":"invalid_token"}' in e for e in errors), errors
 
 
 # --------------------------------------------------------------------------
@@ -470,8 +489,10 @@ def _toml_value(v) -> str:
     return json.dumps(str(v))  # a JSON string is a valid TOML basic string
 
 
-def kgate_toml(bootstrap: list[str], port_base: int, sasl: dict) -> str:
-    lines = [f"bootstrap = {_toml_value(bootstrap)}", f"port_base = {port_base}", "", "[upstream_sasl]"]
+def kgate_toml(bootstrap: list[str], port_base: int, sasl: dict, top: Optional[dict] = None) -> str:
+    lines = [f"bootstrap = {_toml_value(bootstrap)}", f"port_base = {port_base}"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in (top or {}).items()]
+    lines += ["", "[upstream_sasl]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in sasl.items()]
     return "\n".join(lines) + "\n"
 
@@ -480,8 +501,9 @@ def clean_env(extra: Optional[dict] = None) -> dict:
     """The caller's environment without KGATE_* and AWS_* variables, with an
     empty HOME (no ~/.aws) and IMDS off, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KGATE_", "AWS_"))}
-    home = run_dir() / f"home-{uuid.uuid4().hex[:6]}"
-    home.mkdir(parents=True, exist_ok=True)
+    # not under run_dir(): harness prunes old run dirs expecting only files
+    home = Path(tempfile.mkdtemp(prefix="kgate-e2e-home-"))
+    _TEMP_DIRS.append(home)
     for f in ("aws-config", "aws-creds"):  # empty, so that the SDK has nothing to warn about
         (home / f).touch()
     env.update({"HOME": str(home), "AWS_EC2_METADATA_DISABLED": "true",
@@ -494,6 +516,17 @@ def clean_env(extra: Optional[dict] = None) -> dict:
 
 
 _SASL_SUPPORT: list = []
+# Top-level settings every kgate here gets: no admin listener (its fixed
+# default port would collide between kgates), when this kgate knows the key.
+_TOP: dict = {}
+_TEMP_DIRS: list[Path] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_temp_homes():
+    yield
+    for d in _TEMP_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def require_kgate_sasl() -> None:
@@ -505,10 +538,19 @@ def require_kgate_sasl() -> None:
         if not binary.exists():
             pytest.fail(f"kgate binary not found at {binary}: build it (cargo build) or set KGATE_BIN")
         cfg = run_dir() / "kgate-sasl-probe.toml"
-        cfg.write_text(kgate_toml(["localhost:9092"], 19092, {"mechanism": "AWS_MSK_IAM", "region": REGION}))
-        r = subprocess.run([str(binary), "check-config", "--config", str(cfg)], capture_output=True, text=True,
-                           timeout=30, env=clean_env())
-        _SASL_SUPPORT.append((r.returncode, (r.stdout + r.stderr).strip()))
+
+        def check(top):
+            cfg.write_text(kgate_toml(["localhost:9092"], 19092, {"mechanism": "AWS_MSK_IAM", "region": REGION}, top))
+            r = subprocess.run([str(binary), "check-config", "--config", str(cfg)], capture_output=True, text=True,
+                               timeout=30, env=clean_env())
+            return r.returncode, (r.stdout + r.stderr).strip()
+
+        rc, out = check({"admin_listen": "off"})
+        if rc != 0 and "admin_listen" in out:
+            rc, out = check({})
+        else:
+            _TOP["admin_listen"] = "off"
+        _SASL_SUPPORT.append((rc, out))
     rc, out = _SASL_SUPPORT[0]
     if rc != 0 and "upstream_sasl" in out:
         pytest.skip(f"kgate does not accept [upstream_sasl] yet: {out.splitlines()[0] if out else rc}")
@@ -526,7 +568,7 @@ def kgates(cluster):
         up = cluster.upstream()
         pb = pick_port_base([111], avoid={cluster.port, cluster.tansu_port})
         cfg = run_dir() / f"kgate-{name}.toml"
-        cfg.write_text(kgate_toml([cluster.bootstrap], pb, sasl))
+        cfg.write_text(kgate_toml([cluster.bootstrap], pb, sasl, _TOP))
         proc = Proc(f"kgate-{name}", [kgate_bin(), "run", "--config", cfg], env=clean_env(env))
         kg = Kgate(up, pb, f"{LOOPBACK}:{pb}", proc)
         started.append(kg)

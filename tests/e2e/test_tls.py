@@ -27,7 +27,6 @@ import re
 import shutil
 import signal
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -71,12 +70,6 @@ RECORDS = 300
 FAIL_FAST_S = 10
 
 
-def _trust_only(pki: Pki, hostname_check: bool = True) -> ssl.SSLContext:
-    ctx = client_tls_context(pki, None)
-    ctx.check_hostname = hostname_check
-    return ctx
-
-
 # ==========================================================================
 # The harness itself, without kgate
 # ==========================================================================
@@ -84,6 +77,8 @@ def _trust_only(pki: Pki, hostname_check: bool = True) -> ssl.SSLContext:
 
 def test_harness_stunnel_requires_a_client_cert_from_the_dev_ca(pki: Pki, mtls_broker: TlsBroker) -> None:
     port = mtls_broker.tls_port
+    # openssl s_client with the kgate-client cert sees broker.pem.
+    assert s_client_serial(port, pki, cert="kgate-client") == cert_serial(pki("broker.pem"))
     good = probe(port, tls=client_tls_context(pki, "kgate-client"))
     assert good.outcome == "response", f"kgate-client -> stunnel: {good}\n{mtls_broker.stunnel.proc.log_tail(30)}"
     # Also through 127.0.0.2 (for the PrivateLink-style tests).
@@ -164,19 +159,22 @@ def test_upstream_mtls_produce_consume_commit(client: str, pki: Pki, mtls_broker
         stop_kgate(kg)
 
 
+# name -> [upstream_tls] cert/key, and the CN stunnel must see
 KEY_FORMATS = {
-    "pkcs8": dict(cert="kgate-client"),
-    "pkcs1": dict(cert="kgate-client", key="kgate-client.rsa.key"),
-    "sec1-p256": dict(cert="kgate-client-ec"),
-    "sec1-p384": dict(cert="kgate-client-ec384"),
-    "encrypted-pkcs8-passfile": dict(cert="client-enc", passfile=True),
-    "encrypted-pkcs8-passenv": dict(cert="client-enc", passenv=True),
+    "pkcs8": (dict(cert="kgate-client"), "kgate"),
+    "pkcs1": (dict(cert="kgate-client", key="kgate-client.rsa.key"), "kgate"),
+    "sec1-p256": (dict(cert="kgate-client-ec"), "kgate-ec"),
+    "sec1-p384": (dict(cert="kgate-client-ec384"), "kgate-ec384"),
+    "encrypted-pkcs8-passfile": (dict(cert="client-enc", passfile=True), "clickhouse"),
+    "encrypted-pkcs8-passenv": (dict(cert="client-enc", passenv=True), "clickhouse"),
 }
 
 
 @pytest.mark.parametrize("fmt", list(KEY_FORMATS))
 def test_upstream_client_key_formats(fmt: str, pki: Pki, mtls_broker: TlsBroker) -> None:
-    spec = dict(KEY_FORMATS[fmt])
+    spec, cn = KEY_FORMATS[fmt]
+    spec = dict(spec)
+    mark = log_mark(mtls_broker.stunnel.proc)
     extra, env = {}, None
     if spec.pop("passfile", False):
         extra["key_passphrase_file"] = pki("client-enc.pass")
@@ -192,6 +190,7 @@ def test_upstream_client_key_formats(fmt: str, pki: Pki, mtls_broker: TlsBroker)
         ok, errors, _ = rdkafka_metadata_errors(kg.bootstrap_servers, {}, timeout=10)
         assert ok, f"{fmt}: metadata through kgate failed: {errors[-5:]}\n{kg.proc.log_tail(30)}"
         assert pki.passphrase not in kg.proc.log_text(), "kgate logged the key passphrase"
+        wait_for_log(mtls_broker.stunnel.proc, rf"Certificate accepted at depth=0: .*CN={re.escape(cn)}$", 5, since=mark)
     finally:
         stop_kgate(kg)
 
@@ -221,7 +220,7 @@ def test_upstream_tls_failure_is_fast_and_clear(case: str, pki: Pki, mtls_broker
         lines = wait_for_log(kg.proc, pattern, 5)
         assert lines, kg.proc.log_tail(30)
         # A real client gets a failure, not a hang.
-        ok, errors, took = rdkafka_metadata_errors(kg.bootstrap_servers, {}, timeout=6)
+        ok, errors, took = rdkafka_metadata_errors(kg.bootstrap_servers, {}, timeout=4)
         assert not ok, f"{case}: librdkafka got metadata through a broken upstream"
         assert kg.proc.alive(), f"{case}: kgate died on a per-connection TLS failure\n{kg.proc.log_tail(30)}"
         # The good kgate, and a connection opened before, still work.
@@ -318,7 +317,7 @@ def test_downstream_refuses_bad_clients(case: str, pki: Pki, tls_kgate: Kgate) -
     assert r.outcome != "response", f"{case}: kgate served the client: {r}"
     assert r.outcome != "timeout" and r.seconds < FAIL_FAST_S, f"{case}: not refused promptly: {r}"
     lines = wait_for_log(tls_kgate.proc, pattern, 5, since=mark)
-    ok, errors, _ = rdkafka_metadata_errors(tls_kgate.bootstrap_servers, rdkafka_ssl(pki, cert), timeout=6)
+    ok, errors, _ = rdkafka_metadata_errors(tls_kgate.bootstrap_servers, rdkafka_ssl(pki, cert), timeout=4)
     assert not ok, f"{case}: librdkafka got metadata"
     assert tls_kgate.proc.alive()
     good = probe(tls_kgate.port_base, tls=client_tls_context(pki, "app-client"))
@@ -453,6 +452,38 @@ def test_rotation_under_continuous_produce(pki: Pki, tmp_path) -> None:
     finally:
         proxy.stop()
         tansu.stop()
+
+
+def test_rotation_half_written_pair_keeps_the_old_material(pki: Pki, mtls_broker: TlsBroker, tmp_path) -> None:
+    """A cert agent that writes the new certificate before the new key: until
+    the pair matches, kgate keeps serving the old pair (and says why), then
+    takes the new one."""
+    srv_pem, srv_key = tmp_path / "srv.pem", tmp_path / "srv.key"
+    _replace(pki("kgate-server.pem"), srv_pem)
+    _replace(pki("kgate-server.key"), srv_key)
+    kg = start_kgate_toml("half-rotation", mtls_broker.upstream, {
+        "upstream_tls": upstream_tls(pki),
+        "downstream_tls": {"enabled": True, "cert_file": str(srv_pem), "key_file": str(srv_key),
+                           "client_ca_file": pki("ca.pem")},
+    })
+    try:
+        old = cert_serial(pki("kgate-server.pem"))
+        assert s_client_serial(kg.port_base, pki) == old
+        new_pem, new_key = pki.issue("kgate-server-half", "server", "localhost", "127.0.0.1")
+        mark = log_mark(kg.proc)
+        _replace(new_pem, srv_pem)  # the key is still the old one
+        kg.proc.popen.send_signal(signal.SIGHUP)
+        lines = wait_for_log(kg.proc, r"\b(WARN|ERROR)\b.*(match|key|cert)", 10, since=mark)
+        assert kg.proc.alive(), kg.proc.log_tail(30)
+        assert s_client_serial(kg.port_base, pki) == old, f"kgate dropped the old pair:\n{lines}"
+        good = probe(kg.port_base, tls=client_tls_context(pki, "app-client"))
+        assert good.outcome == "response", f"{good}\n{kg.proc.log_tail(30)}"
+        _replace(new_key, srv_key)
+        poll_until("kgate to serve the completed new pair", lambda: s_client_serial(kg.port_base, pki)
+                   == cert_serial(new_pem), 30, 0.3)
+        print(f"half-written pair: kgate said:\n{lines[:800]}")
+    finally:
+        stop_kgate(kg)
 
 
 # ==========================================================================

@@ -1,7 +1,7 @@
 """TLS fixtures and helpers for kgate's end-to-end tests (test_tls.py).
 
-- `pki`: a throw-away PKI from certs-dev/gen.sh, made once per session in the
-  run's log directory.
+- `pki`: a throw-away PKI from certs-dev/gen.sh, made once per session in
+  pytest's temporary directory.
 - `mtls_broker`: tansu behind stunnel4, which terminates TLS with broker.pem
   and *requires* a client certificate signed by the dev CA (verify = 2), like
   MSK's mTLS port 9094. tansu advertises localhost:<stunnel port>, stunnel
@@ -42,6 +42,7 @@ import pytest
 
 from harness import (
     DEPS,
+    DIRECT,
     LOOPBACK,
     REPO,
     Kgate,
@@ -119,10 +120,12 @@ def norm_serial(s: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pki() -> Pki:
+def pki(tmp_path_factory) -> Pki:
+    """The dev PKI, in pytest's temporary directory (the harness's log
+    directory must stay flat: its clean-up removes files only)."""
     if not shutil.which("openssl"):
         pytest.fail("openssl not found: run tests/setup.sh")
-    out = run_dir() / "pki"
+    out = tmp_path_factory.mktemp("pki")
     r = subprocess.run(["bash", str(GEN_SH), str(out)], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
         pytest.fail(f"certs-dev/gen.sh failed ({r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
@@ -458,6 +461,8 @@ def start_kgate_toml(name: str, upstream: Upstream, cfg: dict, env: Optional[dic
     """kgate run --config <run dir>/kgate-<name>.toml, with `bootstrap` and
     `port_base` filled in. With wait=False, returns as soon as the process is
     started (for configurations that must be refused)."""
+    if DIRECT:
+        pytest.skip("KGATE_DIRECT=1: this TLS test needs kgate itself")
     binary = require_kgate_tls()
     avoid = set(avoid_ports) | {p for _, p in upstream.bootstrap} | {p for _, p in upstream.addresses.values()}
     last = None

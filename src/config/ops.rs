@@ -1,0 +1,74 @@
+//! Operational settings: the admin listener, readiness, drain and limits.
+
+use super::{Config, HostPort};
+use std::time::Duration;
+
+#[derive(Debug, Default, Clone)]
+pub struct OpsOverrides {
+    pub admin_listen: Option<String>,
+    pub ready_window_ms: Option<u64>,
+    pub drain_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_listener: Option<usize>,
+    pub idle_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+}
+
+impl OpsOverrides {
+    pub fn overlay(mut self, o: OpsOverrides) -> Self {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if o.$f.is_some() { self.$f = o.$f; } )* };
+        }
+        take!(
+            admin_listen,
+            ready_window_ms,
+            drain_timeout_ms,
+            max_connections,
+            max_connections_per_listener,
+            idle_timeout_ms,
+            request_timeout_ms
+        );
+        self
+    }
+
+    pub fn apply(self, c: &mut Config) -> Result<(), String> {
+        if let Some(a) = self.admin_listen {
+            c.admin_listen = match a.trim() {
+                "off" | "false" | "" => None,
+                s => Some(HostPort::parse(s).map_err(|e| format!("key `admin_listen`: {e} (or `off`)"))?),
+            };
+        }
+        let positive = |key: &str, v: u64| {
+            if v == 0 {
+                Err(format!("key `{key}`: expected a positive number of milliseconds"))
+            } else {
+                Ok(Duration::from_millis(v))
+            }
+        };
+        if let Some(v) = self.ready_window_ms {
+            c.ready_window = positive("ready_window_ms", v)?;
+        }
+        if let Some(v) = self.drain_timeout_ms {
+            c.drain_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.request_timeout_ms {
+            c.request_timeout = positive("request_timeout_ms", v)?;
+        }
+        if let Some(v) = self.idle_timeout_ms {
+            c.idle_timeout = (v > 0).then(|| Duration::from_millis(v));
+        }
+        if let Some(v) = self.max_connections {
+            if v == 0 {
+                return Err("key `max_connections`: expected at least 1".into());
+            }
+            c.max_connections = v;
+        }
+        if let Some(v) = self.max_connections_per_listener {
+            if v == 0 {
+                return Err("key `max_connections_per_listener`: expected at least 1".into());
+            }
+            c.max_connections_per_listener = Some(v);
+        }
+        Ok(())
+    }
+}

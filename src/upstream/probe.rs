@@ -1,0 +1,89 @@
+//! The upstream probe: regularly connects (with TLS and SASL) through the
+//! bootstrap servers and asks for Metadata. Success keeps /readyz green,
+//! and the brokers it learns get their listeners before any client asks.
+
+use crate::listener::registry::Target;
+use crate::protocol::decision::RewriteKind;
+use crate::protocol::frame::{frame_len, LEN_PREFIX};
+use crate::rewrite::rewrite;
+use crate::session::connect_upstream;
+use crate::Shared;
+use bytes::{BufMut, BytesMut};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::{debug, warn};
+
+const METADATA_VERSION: i16 = 4;
+const CORRELATION: i32 = i32::MIN / 2 - 7;
+
+/// Metadata v4 for no topics (an empty array, not null).
+fn metadata_request() -> BytesMut {
+    let mut b = BytesMut::with_capacity(32);
+    b.put_i32(0);
+    b.put_i16(3);
+    b.put_i16(METADATA_VERSION);
+    b.put_i32(CORRELATION);
+    b.put_i16(5);
+    b.put_slice(b"kgate");
+    b.put_i32(0);
+    b.put_u8(0);
+    let n = (b.len() - LEN_PREFIX) as i32;
+    b[..LEN_PREFIX].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+async fn once(shared: &Shared) -> Result<usize, String> {
+    let mut up = connect_upstream(shared, &Target::Bootstrap)
+        .await
+        .map_err(|e| e.to_string())?;
+    up.stream
+        .write_all(&metadata_request())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut len = [0u8; LEN_PREFIX];
+    up.stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    let total = frame_len(len, 4, shared.config.max_frame_bytes).map_err(|e| e.to_string())?;
+    let mut frame = vec![0u8; total];
+    frame[..LEN_PREFIX].copy_from_slice(&len);
+    up.stream
+        .read_exact(&mut frame[LEN_PREFIX..])
+        .await
+        .map_err(|e| e.to_string())?;
+    rewrite(
+        RewriteKind::Metadata,
+        &frame,
+        3,
+        METADATA_VERSION,
+        shared.registry.as_ref(),
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(total)
+}
+
+pub async fn run(shared: Arc<Shared>) {
+    let every = (shared.config.ready_window / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
+    let mut failing = false;
+    loop {
+        match tokio::time::timeout(shared.config.connect_timeout * 2, once(&shared)).await {
+            Ok(Ok(n)) => {
+                if failing {
+                    warn!("upstream probe succeeds again");
+                }
+                failing = false;
+                debug!(metadata_bytes = n, "upstream probe ok");
+            }
+            Ok(Err(e)) => {
+                if !failing {
+                    warn!(error = %e, "upstream probe failed; /readyz will report it");
+                }
+                failing = true;
+            }
+            Err(_) => {
+                failing = true;
+                warn!("upstream probe timed out");
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
