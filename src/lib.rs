@@ -64,6 +64,16 @@ pub struct Running {
     pub admin: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     tasks: tokio::task::JoinHandle<()>,
+    /// Kept serving through the drain so /readyz keeps answering 503.
+    _admin: Option<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Running {
@@ -141,12 +151,12 @@ pub async fn start(config: Config) -> Result<Running, String> {
     });
     let upstreams: Vec<String> = config.bootstrap.iter().map(|b| b.to_string()).collect();
     info!(listener = %bootstrap, upstream = %upstreams.join(","), "bootstrap listener");
+    let admin_task = admin
+        .and_then(|a| TcpListener::from_std(a).ok())
+        .map(|a| AbortOnDrop(tokio::spawn(admin::serve(shared.clone(), a))));
     let s = shared.clone();
     let tasks = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
-        if let Some(a) = admin.and_then(|a| TcpListener::from_std(a).ok()) {
-            tasks.spawn(admin::serve(s.clone(), a));
-        }
         tasks.spawn(upstream::probe::run(s.clone()));
         if s.upstream_tls.is_some() || s.downstream_tls.is_some() {
             let r = s.clone();
@@ -173,5 +183,6 @@ pub async fn start(config: Config) -> Result<Running, String> {
         admin: admin_addr,
         shared,
         tasks,
+        _admin: admin_task,
     })
 }

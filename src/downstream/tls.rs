@@ -49,21 +49,32 @@ impl DownstreamTls {
         let mut files = vec![c.cert_file.clone(), c.key_file.clone()];
         files.extend(c.client_ca_file.clone());
         let owned = c.clone();
-        let config = Reloadable::new("client-side TLS", files, Box::new(move || build(&owned)))?;
+        let config = Reloadable::new("downstream_tls", files, Box::new(move || build(&owned)))?;
         Ok(DownstreamTls { config })
     }
 
     /// Completes the handshake; returns the stream and the verified client
     /// identity, if a certificate was presented.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<(TlsStream<TcpStream>, Option<Identity>), String> {
+    /// `Err(None)`: the peer left without sending anything (a TCP health
+    /// check), not worth a warning.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+    ) -> Result<(TlsStream<TcpStream>, Option<Identity>), Option<String>> {
         let acceptor = TlsAcceptor::from(self.config.current().as_ref().clone());
+        let mut first = [0u8; 1];
+        match tcp.peek(&mut first).await {
+            Ok(0) => return Err(None),
+            Ok(_) if first[0] != 0x16 => {
+                return Err(Some(
+                    "client did not start a TLS handshake (a plaintext client on a TLS listener? set security.protocol=SSL)".into(),
+                ))
+            }
+            _ => {}
+        }
         let s = acceptor.accept(tcp).await.map_err(|e| {
             let why = describe_io(&e);
-            if why.contains("protocol mismatch") || why.contains("closed the connection") {
-                format!("client TLS handshake failed: {why} (a plaintext client on a TLS listener? set security.protocol=SSL)")
-            } else {
-                format!("client TLS handshake failed: {why}")
-            }
+            Some(format!("client TLS handshake failed: {why}"))
         })?;
         let id = s
             .get_ref()

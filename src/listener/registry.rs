@@ -82,11 +82,29 @@ pub struct Registry {
     spawn: mpsc::UnboundedSender<NewListener>,
 }
 
+/// Listen backlog: bursts of thousands of clients must not be dropped by
+/// the kernel before kgate accepts them (std's default is 128).
+const BACKLOG: i32 = 4096;
+
 /// Binds a listening socket (non-blocking, ready for tokio).
 pub fn bind(addr: &HostPort) -> std::io::Result<StdListener> {
-    let l = StdListener::bind((addr.host.as_str(), addr.port))?;
-    l.set_nonblocking(true)?;
-    Ok(l)
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::AddrNotAvailable,
+        "host resolved to no address",
+    );
+    for sa in (addr.host.as_str(), addr.port).to_socket_addrs()? {
+        let sock = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::STREAM, None)?;
+        sock.set_reuse_address(true)?;
+        match sock.bind(&sa.into()).and_then(|_| sock.listen(BACKLOG)) {
+            Ok(()) => {
+                sock.set_nonblocking(true)?;
+                return Ok(sock.into());
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 impl Registry {

@@ -62,9 +62,13 @@ pub struct FrameReader<R> {
     max_frame: usize,
     min_body: usize,
     sniff: bool,
+    chunk: usize,
 }
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Read buffers start small (idle connections stay cheap) and double, up
+/// to `MAX_CHUNK`, while reads keep filling them.
+const FIRST_CHUNK: usize = 2 * 1024;
+const MAX_CHUNK: usize = 256 * 1024;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// `min_body` is the smallest legal frame body (8 for requests, 4 for
@@ -72,7 +76,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(io: R, max_frame: usize, min_body: usize, sniff: bool) -> Self {
         FrameReader {
             io,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
+            chunk: FIRST_CHUNK,
             max_frame,
             min_body,
             sniff,
@@ -86,33 +91,47 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more bytes; returns 0 at EOF.
     pub async fn fill(&mut self) -> Result<usize, FrameError> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 2 {
+            self.buf.reserve(self.chunk);
         }
+        let spare = self.buf.capacity() - self.buf.len();
         match self.io.read_buf(&mut self.buf).await {
-            Ok(n) => Ok(n),
+            Ok(n) => {
+                if n == spare && self.chunk < MAX_CHUNK {
+                    self.chunk *= 2;
+                }
+                Ok(n)
+            }
             // Kafka clients close TLS without close_notify: a plain EOF.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
             Err(e) => Err(e.into()),
         }
     }
 
+    /// A complete frame that is already buffered, without reading.
+    pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        if self.sniff && self.buf.len() >= 4 {
+            self.sniff = false;
+            if let Some(e) = sniff_foreign(&self.buf[..4]) {
+                return Err(e);
+            }
+        }
+        if self.buf.len() >= LEN_PREFIX {
+            let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+            let total = frame_len(prefix, self.min_body, self.max_frame)?;
+            if self.buf.len() >= total {
+                return Ok(Some(self.buf.split_to(total).freeze()));
+            }
+            self.buf.reserve(total - self.buf.len());
+        }
+        Ok(None)
+    }
+
     /// The next complete frame, prefix included; `None` at a clean EOF.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
-            if self.sniff && self.buf.len() >= 4 {
-                self.sniff = false;
-                if let Some(e) = sniff_foreign(&self.buf[..4]) {
-                    return Err(e);
-                }
-            }
-            if self.buf.len() >= LEN_PREFIX {
-                let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-                let total = frame_len(prefix, self.min_body, self.max_frame)?;
-                if self.buf.len() >= total {
-                    return Ok(Some(self.buf.split_to(total).freeze()));
-                }
-                self.buf.reserve(total - self.buf.len());
+            if let Some(f) = self.buffered_frame()? {
+                return Ok(Some(f));
             }
             let n = self.fill().await?;
             if n == 0 {

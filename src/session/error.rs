@@ -67,6 +67,8 @@ pub enum SessionError {
     ClientIo(std::io::Error),
     #[error("response side ended")]
     ResponseSideGone,
+    #[error("client left before sending anything")]
+    ClientGone,
     #[error("idle for {0:?} with nothing in flight (idle_timeout_ms)")]
     Idle(std::time::Duration),
     #[error("broker did not answer api key {api_key} within {after:?} (request_timeout_ms)")]

@@ -3,6 +3,7 @@
 //! [`state`].
 
 pub mod auth;
+mod batch;
 pub mod error;
 pub mod pump;
 mod reauth;
@@ -77,6 +78,7 @@ pub async fn connect_upstream(shared: &Shared, target: &Target) -> Result<Upstre
         m.upstream_failures.add(("connect", "unreachable".into()), 1);
     })?;
     let broker = up.broker.clone();
+    tracing::Span::current().record("broker", tracing::field::display(&broker));
     let mut stream = match &shared.upstream_tls {
         Some(tls) => {
             let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(up.stream, &broker.host))
@@ -125,7 +127,7 @@ async fn connect_and_pump(
             let (s, id) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(client))
                 .await
                 .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
-                .map_err(SessionError::Tls)?;
+                .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?;
             if let Some(id) = id {
                 tracing::Span::current().record("identity", tracing::field::display(&id.subject));
             }
@@ -194,7 +196,7 @@ fn log_end(e: &SessionError) {
     match e {
         _ if client_reset => debug!(error = %e, "client reset the connection"),
         SessionError::ClientIo(_) | SessionError::ResponseSideGone => debug!(error = %e, "connection closed"),
-        SessionError::Idle(_) => debug!(error = %e, "closing idle connection"),
+        SessionError::Idle(_) | SessionError::ClientGone => debug!(error = %e, "connection closed"),
         _ => warn!(error = %e, "closing connection"),
     }
 }

@@ -3,6 +3,7 @@
 //! forwarded as the bytes that arrived; the in-flight queue tells the
 //! response side what each response must be, in order.
 
+use super::batch::Batch;
 use super::error::SessionError;
 use crate::metrics::{self, ListenerStats};
 use crate::protocol::api_versions::{api_versions_too_new, refuse_sasl, rewrite_api_versions};
@@ -14,7 +15,7 @@ use crate::upstream::sasl::Authenticator;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -152,6 +153,7 @@ where
         .as_ref()
         .and_then(|p| super::reauth::deadline(p.session_lifetime_ms));
     let mut idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
+    let mut batch = Batch::default();
     loop {
         let next = tokio::select! {
             // next_frame keeps partial input in its buffer: cancel-safe.
@@ -177,29 +179,37 @@ where
                 return Ok(());
             }
         };
-        let Some(frame) = next else { return Ok(()) };
+        let Some(mut frame) = next else { return Ok(()) };
         idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
-        ctx.stats
-            .bytes_client_to_broker
-            .fetch_add(frame.len() as u64, Relaxed);
-        if let Ok(h) = peek_request_header(&frame) {
-            m.requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
-        }
-        match classify(&frame)? {
-            Some(local @ Pending::Local(_)) => {
-                tx.send(local).await.map_err(gone)?;
-                continue;
+        // This frame and any others already buffered leave in one write.
+        loop {
+            ctx.stats
+                .bytes_client_to_broker
+                .fetch_add(frame.len() as u64, Relaxed);
+            if let Ok(h) = peek_request_header(&frame) {
+                m.requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
             }
-            // Registered before the bytes leave, so the response side always
-            // knows what to expect; a full queue is back-pressure.
-            Some(expect) => {
-                in_flight.fetch_add(1, Relaxed);
-                tx.send(expect).await.map_err(gone)?
+            match classify(&frame)? {
+                Some(local @ Pending::Local(_)) => tx.send(local).await.map_err(gone)?,
+                // Registered before the bytes leave, so the response side
+                // always knows what to expect; a full queue is back-pressure.
+                Some(expect) => {
+                    in_flight.fetch_add(1, Relaxed);
+                    tx.send(expect).await.map_err(gone)?;
+                    batch.push(frame);
+                }
+                None => batch.push(frame),
             }
-            None => {}
+            if batch.full() {
+                break;
+            }
+            match client.buffered_frame().map_err(SessionError::ClientFrame)? {
+                Some(f) => frame = f,
+                None => break,
+            }
         }
-        upstream
-            .write_all(&frame)
+        batch
+            .flush(&mut upstream)
             .await
             .map_err(SessionError::UpstreamIo)?;
     }
@@ -230,29 +240,46 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    use tokio::sync::mpsc::error::TryRecvError;
     let m = metrics::get();
     let timeout = ctx.request_timeout;
+    // Responses ready back to back leave in one vectored write.
+    let mut batch = Batch::default();
     loop {
-        let pending = tokio::select! {
-            biased;
-            p = rx.recv() => match p {
-                Some(p) => p,
-                None => return Ok(()),
-            },
-            // Nothing is in flight: any byte from the broker is unsolicited.
-            n = upstream.fill(), if !upstream.has_buffered() => {
-                return Err(match n.map_err(SessionError::UpstreamFrame)? {
-                    0 => SessionError::UpstreamClosed { in_flight: 0 },
-                    _ => SessionError::Unsolicited,
-                });
+        let pending = if batch.is_empty() {
+            tokio::select! {
+                biased;
+                p = rx.recv() => match p {
+                    Some(p) => p,
+                    None => return Ok(()),
+                },
+                // Nothing is in flight: any byte from the broker is unsolicited.
+                n = upstream.fill(), if !upstream.has_buffered() => {
+                    return Err(match n.map_err(SessionError::UpstreamFrame)? {
+                        0 => SessionError::UpstreamClosed { in_flight: 0 },
+                        _ => SessionError::Unsolicited,
+                    });
+                }
+            }
+        } else {
+            match rx.try_recv() {
+                Ok(p) => p,
+                Err(e) => {
+                    batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
+                    if e == TryRecvError::Disconnected {
+                        return Ok(());
+                    }
+                    continue;
+                }
             }
         };
         let (correlation_id, api_key, api_version, action, sent_at) = match pending {
             Pending::Local(bytes) => {
-                client.write_all(&bytes).await.map_err(SessionError::ClientIo)?;
+                batch.push(bytes);
                 continue;
             }
             Pending::Barrier(done) => {
+                batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
                 let _ = done.send(());
                 continue;
             }
@@ -260,7 +287,17 @@ where
                 correlation_id,
                 reply,
             } => {
-                let frame = next_response(&mut upstream, correlation_id, -1, -1, rx.len(), timeout).await?;
+                batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
+                let frame = next_response(
+                    &mut upstream,
+                    &mut batch,
+                    &mut client,
+                    correlation_id,
+                    -1,
+                    -1,
+                    timeout,
+                )
+                .await?;
                 let _ = reply.send(frame);
                 continue;
             }
@@ -274,10 +311,11 @@ where
         };
         let frame = next_response(
             &mut upstream,
+            &mut batch,
+            &mut client,
             correlation_id,
             api_key,
             api_version,
-            rx.len(),
             timeout,
         )
         .await?;
@@ -286,47 +324,62 @@ where
             api_version,
             cause,
         };
-        let rewritten = match action {
-            ResponseAction::PassThrough => None,
-            ResponseAction::ApiVersions => {
-                Some(rewrite_api_versions(&frame, api_version).map_err(|e| malformed(e.to_string()))?)
+        let out = match action {
+            ResponseAction::PassThrough => frame,
+            ResponseAction::ApiVersions => rewrite_api_versions(&frame, api_version)
+                .map_err(|e| malformed(e.to_string()))?
+                .freeze(),
+            ResponseAction::Rewrite(kind) => {
+                match rewrite(kind, &frame, api_key, api_version, ctx.mapper)
+                    .map_err(|e| malformed(e.to_string()))?
+                {
+                    Some(new) => new.freeze(),
+                    None => frame,
+                }
             }
-            ResponseAction::Rewrite(kind) => rewrite(kind, &frame, api_key, api_version, ctx.mapper)
-                .map_err(|e| malformed(e.to_string()))?,
         };
-        let len = rewritten.as_ref().map_or(frame.len(), |r| r.len());
-        match rewritten {
-            Some(out) => client.write_all(&out).await,
-            None => client.write_all(&frame).await,
-        }
-        .map_err(SessionError::ClientIo)?;
         in_flight.fetch_sub(1, Relaxed);
         let slot = metrics::slot(api_key);
         m.responses[slot].fetch_add(1, Relaxed);
         m.latency[slot].observe(sent_at.elapsed());
-        ctx.stats.bytes_broker_to_client.fetch_add(len as u64, Relaxed);
+        ctx.stats
+            .bytes_broker_to_client
+            .fetch_add(out.len() as u64, Relaxed);
+        batch.push(out);
+        if batch.full() {
+            batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
+        }
     }
 }
 
-/// Reads the next response and checks it answers `correlation_id`.
-async fn next_response<R: AsyncRead + Unpin>(
+/// The next response, checked to answer `correlation_id`. One already
+/// buffered is taken at once; before waiting for the broker, queued
+/// responses go to the client.
+async fn next_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     upstream: &mut FrameReader<R>,
+    batch: &mut Batch,
+    client: &mut W,
     correlation_id: i32,
     api_key: i16,
     api_version: i16,
-    queued: usize,
     timeout: Duration,
 ) -> Result<Bytes, SessionError> {
-    let frame = tokio::time::timeout(timeout, upstream.next_frame())
-        .await
-        .map_err(|_| SessionError::RequestTimeout {
-            api_key,
-            after: timeout,
-        })?
-        .map_err(SessionError::UpstreamFrame)?
-        .ok_or(SessionError::UpstreamClosed {
-            in_flight: 1 + queued,
-        })?;
+    let frame = match upstream.buffered_frame().map_err(SessionError::UpstreamFrame)? {
+        Some(f) => f,
+        None => {
+            if !batch.is_empty() {
+                batch.flush(client).await.map_err(SessionError::ClientIo)?;
+            }
+            tokio::time::timeout(timeout, upstream.next_frame())
+                .await
+                .map_err(|_| SessionError::RequestTimeout {
+                    api_key,
+                    after: timeout,
+                })?
+                .map_err(SessionError::UpstreamFrame)?
+                .ok_or(SessionError::UpstreamClosed { in_flight: 1 })?
+        }
+    };
     let got = peek_response_correlation(&frame).map_err(|e| SessionError::UpstreamMalformed {
         api_key,
         api_version,

@@ -47,7 +47,7 @@ impl UpstreamTls {
         files.extend(c.cert_file.clone());
         files.extend(c.key_file.clone());
         let owned = c.clone();
-        let config = Reloadable::new("upstream TLS", files, Box::new(move || build(&owned)))?;
+        let config = Reloadable::new("upstream_tls", files, Box::new(move || build(&owned)))?;
         if c.insecure_skip_verify {
             tracing::warn!("upstream TLS certificate verification is OFF (insecure_skip_verify): anyone on the path can impersonate the brokers");
         }

@@ -161,7 +161,8 @@ class ContainerCredentials:
                 if mock.auth_token is not None and self.headers.get("Authorization") != mock.auth_token:
                     return self._send(403, {"message": "bad authorization token"}, now)
                 if failing is not None:
-                    return self._send(failing, {"code": "Unavailable", "message": "credentials unavailable (test)"}, now)
+                    err = {"code": "Unavailable", "message": "credentials unavailable (test)"}
+                    return self._send(failing, err, now)
                 c = mock.current(now)
                 body = {k: v for k, v in c.items() if not k.startswith("_")}
                 body["RoleArn"] = mock.principal

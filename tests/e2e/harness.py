@@ -6,6 +6,7 @@ import atexit
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,9 +86,7 @@ def run_dir(create: bool = True) -> Path:
         _RUN_DIR.mkdir(parents=True, exist_ok=True)
         runs = sorted(p for p in _RUN_DIR.parent.iterdir() if p.is_dir())
         for old in runs[:-KEEP_RUNS]:
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+            shutil.rmtree(old, ignore_errors=True)
     return _RUN_DIR
 
 

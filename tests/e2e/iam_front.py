@@ -469,6 +469,8 @@ class IamFront:
                 "principals": collections.Counter(),
                 "user_agents": collections.Counter(),
                 "iam_payload_keys": set(),
+                "iam_expires": collections.Counter(),  # x-amz-expires values seen
+                "sasl_authenticate_versions": collections.Counter(),  # -1: bare token after SaslHandshake v0
             }
             self._conns: dict[int, ConnStats] = getattr(self, "_conns", {})
             self._closed_conns: list[ConnStats] = []
@@ -483,6 +485,8 @@ class IamFront:
             s["by_mechanism"] = dict(s["by_mechanism"])
             s["principals"] = dict(s["principals"])
             s["user_agents"] = dict(s["user_agents"])
+            s["iam_expires"] = dict(s["iam_expires"])
+            s["sasl_authenticate_versions"] = dict(s["sasl_authenticate_versions"])
             s["iam_payload_keys"] = [list(t) for t in sorted(s["iam_payload_keys"])]
             s["open"] = [c.as_dict() for c in self._conns.values()]
             s["closed"] = [c.as_dict() for c in self._closed_conns]
@@ -599,7 +603,8 @@ class IamFront:
         if mechanism == "PLAIN":
             parts = auth.split(b"\x00")
             if len(parts) != 3:
-                return AuthResult(False, message="Authentication failed: Invalid SASL/PLAIN response: expected 3 tokens",
+                return AuthResult(False,
+                                  message="Authentication failed: Invalid SASL/PLAIN response: expected 3 tokens",
                                   reason="malformed PLAIN message")
             authz, user, pw = (p.decode("utf-8", "replace") for p in parts)
             with self._lock:
@@ -620,12 +625,14 @@ class IamFront:
                                               host, region, skew)
             detail = {"keys": sorted(payload) if isinstance(payload, dict) else [],
                       "user-agent": payload.get("user-agent") if isinstance(payload, dict) else None,
+                      "expires": payload.get("x-amz-expires") if isinstance(payload, dict) else None,
                       "access_key": v.access_key}
             if not v.ok:
                 r = self._denied(v.reason)
                 r.detail = detail
                 return r
-            reply = json.dumps({"version": oracle.VERSION, "request-id": str(uuid.uuid4())}, separators=(",", ":")).encode()
+            reply = json.dumps({"version": oracle.VERSION, "request-id": str(uuid.uuid4())},
+                               separators=(",", ":")).encode()
             cap = None
             if self.cap_lifetime_by_credentials and v.credential_expires_at is not None:
                 cap = int((v.credential_expires_at - time.time()) * 1000)
@@ -665,10 +672,10 @@ class IamFront:
             self._conns[cs.id] = cs
             self._stats["connections"] += 1
         self._event("accept", conn=cs.id, peer=cs.peer)
-        up: Optional[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = None
+        up: dict = {}  # "conn": (reader, writer) of the tansu connection, once opened
         reason = "?"
         try:
-            up, reason = await self._serve(cs, reader, writer)
+            reason = await self._serve(cs, reader, writer, up)
         except Closing as c:
             reason = c.reason
             if c.last:
@@ -689,7 +696,7 @@ class IamFront:
             log.exception("front connection %s", cs.id)
             reason = f"front bug: {e!r}"
         finally:
-            for w in (writer, up[1] if up else None):
+            for w in (writer, up["conn"][1] if up.get("conn") else None):
                 if w is not None:
                     try:
                         w.close()
@@ -706,22 +713,21 @@ class IamFront:
             self._event("close", conn=cs.id, reason=repr(reason), auths=cs.auths, reauths=cs.reauths)
             self._tasks.discard(task)
 
-    async def _serve(self, cs: ConnStats, reader, writer):
-        """Runs one client connection; returns (upstream, close reason)."""
-        up = None
+    async def _serve(self, cs: ConnStats, reader, writer, up: dict) -> str:
+        """Runs one client connection; returns the close reason (or raises
+        Closing). The upstream connection, once opened, is put in up["conn"]."""
         authenticated = False
         pending_mech: Optional[str] = None  # after a handshake, before its authenticate
         raw_mode = False  # after a SaslHandshake v0: next frame is a bare SASL token
         oauth_challenged: Optional[AuthResult] = None
 
         async def upstream():
-            nonlocal up
-            if up is None:
+            if "conn" not in up:
                 try:
-                    up = await asyncio.wait_for(asyncio.open_connection(*self.upstream), 10)
+                    up["conn"] = await asyncio.wait_for(asyncio.open_connection(*self.upstream), 10)
                 except (OSError, asyncio.TimeoutError) as e:
                     raise Closing(f"upstream unreachable: {e}")
-            return up
+            return up["conn"]
 
         async def forward(buf: bytes, expect_response: bool) -> Optional[bytes]:
             ur, uw = await upstream()
@@ -757,6 +763,9 @@ class IamFront:
                 if ua:
                     cs.user_agents = sorted(set(cs.user_agents) | {ua})
                     self._stats["user_agents"][ua] += 1
+                if res.detail.get("expires"):
+                    self._stats["iam_expires"][res.detail["expires"]] += 1
+                self._stats["sasl_authenticate_versions"][version] += 1
                 if res.detail.get("keys"):
                     self._stats["iam_payload_keys"].add(tuple(res.detail["keys"]))
                 self._stats["reauths" if reauth else "auths"] += 1
@@ -779,7 +788,7 @@ class IamFront:
         while True:
             buf = await read_frame(reader)
             if buf is None:
-                return up, "client closed" if not pending_mech else "client closed during authentication"
+                return "client closed" if not pending_mech else "client closed during authentication"
             cs.requests += 1
 
             if raw_mode:  # SaslHandshake v0: a bare token, answered by a bare token

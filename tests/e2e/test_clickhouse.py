@@ -12,10 +12,14 @@ kgate's listeners (it logs each broker thread's address with debug=broker).
 
 ClickHouse 18.16 quirks, handled here:
 - TSV needs an explicit `kafka_row_delimiter`.
-- It skips the very first record of a fresh topic (offset 0 of the first
-  partition it reads). Each partition gets a warm-up record (k = 0) before
-  the real ones, and the assertion is exact for k >= 1 and "at most one per
-  partition" for the warm-ups.
+- A new consumer group starts at the END of each partition (librdkafka's
+  default auto.offset.reset), so records produced before the group joined are
+  never read. With tansu this looks like "the first record of a topic is
+  dropped": tansu 0.6's ListOffsets(latest) answers the last batch's base
+  offset + 1, not the last offset + 1, so after one batch of N records the
+  group starts at offset 1. `auto_offset_reset = earliest` in the `<kafka>`
+  section fixes both; half of the records are produced before ClickHouse
+  starts, to prove it, and the assertion is exact.
 - Its first group join takes half of session.timeout.ms with tansu, so the
   `<kafka>` section sets it to 6 s.
 
@@ -34,7 +38,6 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Optional
 from xml.sax.saxutils import escape
 
 import pytest
@@ -48,12 +51,11 @@ from harness import (
     Seen,
     free_port,
     poll_until,
-    run_dir,
     start_kgate,
     stop_kgate,
     wait_for_port,
 )
-from tls_support import Pki, downstream_tls, pki, start_kgate_toml  # noqa: F401 - pki is a fixture
+from tls_support import GEN_SH, Pki, downstream_tls, start_kgate_toml
 
 RECORDS = 300
 PARTITIONS = 3
@@ -152,11 +154,15 @@ def config_xml(d: Path, http_port: int, tcp_port: int, kafka: dict) -> str:
 
 
 class ClickHouse:
-    def __init__(self, name: str, kafka: dict):
+    """clickhouse-server with its data under `workdir` (not the run's log
+    directory, whose pruning expects plain files); its console log is the
+    Proc log."""
+
+    def __init__(self, name: str, kafka: dict, workdir: Path):
         binary = clickhouse_bin()
         env = clickhouse_env()
         self.librdkafka = check_librdkafka(binary, env)
-        self.dir = run_dir() / f"clickhouse-{name}-{uuid.uuid4().hex[:6]}"
+        self.dir = workdir / f"clickhouse-{name}"
         self.dir.mkdir(parents=True)
         self.http_port, self.tcp_port = free_port(), free_port()
         (self.dir / "users.xml").write_text(USERS_XML)
@@ -193,7 +199,8 @@ class ClickHouse:
 
 
 def kafka_settings(**extra) -> dict:
-    return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "debug": "broker", **extra}
+    return {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "auto_offset_reset": "earliest",
+            "debug": "broker", **extra}
 
 
 def create_topic(bootstrap: str, topic: str, client_conf: dict) -> None:
@@ -206,32 +213,34 @@ def create_topic(bootstrap: str, topic: str, client_conf: dict) -> None:
                lambda: len(admin.list_topics(topic, timeout=5).topics[topic].partitions) == PARTITIONS, 30)
 
 
-def produce(bootstrap: str, topic: str, rows: list[tuple[int, str, Optional[int]]], client_conf: dict) -> None:
+def produce(bootstrap: str, topic: str, rows: list[tuple[int, str]], client_conf: dict) -> None:
     from confluent_kafka import Producer
 
     errors = []
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5,
                   **client_conf})
-    for k, v, part in rows:
-        kw = {"partition": part} if part is not None else {"key": str(k)}
-        p.produce(topic, value=f"{k}\t{v}".encode(), on_delivery=lambda e, m: e and errors.append(e), **kw)
+    for k, v in rows:
+        p.produce(topic, key=str(k).encode(), value=f"{k}\t{v}".encode(),
+                  on_delivery=lambda e, m: e and errors.append(e))
         p.poll(0)
     left = p.flush(30)
     assert left == 0 and not errors, f"{left} undelivered, errors: {errors[:5]}"
 
 
-def run_clickhouse_scenario(name: str, kg: Kgate, kafka: dict, client_conf: dict) -> ClickHouse:
-    """Warm-up records, then ClickHouse's tables, then RECORDS records; returns
-    the running ClickHouse after checking the rows (the caller stops it)."""
+def run_clickhouse_scenario(name: str, kg: Kgate, kafka: dict, client_conf: dict, workdir: Path) -> ClickHouse:
+    """RECORDS/2 records before ClickHouse starts (a backlog), ClickHouse's
+    tables, the other half while it consumes; returns the running ClickHouse
+    after checking the rows (the caller stops it)."""
     run = uuid.uuid4().hex[:8]
     topic, group = f"ch-{name}-{run}", f"clickhouse-{name}-{run}"
+    half = RECORDS // 2
     timings = {}
     t0 = time.monotonic()
     create_topic(kg.bootstrap_servers, topic, client_conf)
-    produce(kg.bootstrap_servers, topic, [(0, f"warmup-{run}", p) for p in range(PARTITIONS)], client_conf)
-    timings["topic"] = time.monotonic() - t0
+    produce(kg.bootstrap_servers, topic, [(k, f"{run}-{k}") for k in range(1, half + 1)], client_conf)
+    timings["backlog"] = time.monotonic() - t0
 
-    ch = ClickHouse(name, kafka)
+    ch = ClickHouse(name, kafka, workdir)
     try:
         timings["clickhouse up"] = time.monotonic() - t0
         ch.query(f"""CREATE TABLE queue (k UInt64, v String) ENGINE = Kafka
@@ -243,11 +252,11 @@ def run_clickhouse_scenario(name: str, kg: Kgate, kafka: dict, client_conf: dict
                               kafka_num_consumers = 1""")
         ch.query("CREATE TABLE rows (k UInt64, v String) ENGINE = MergeTree ORDER BY k")
         ch.query("CREATE MATERIALIZED VIEW mv TO rows AS SELECT k, v FROM queue")
-        produce(kg.bootstrap_servers, topic, [(k, f"{run}-{k}", None) for k in range(1, RECORDS + 1)], client_conf)
+        produce(kg.bootstrap_servers, topic, [(k, f"{run}-{k}") for k in range(half + 1, RECORDS + 1)], client_conf)
         timings["produced"] = time.monotonic() - t0
 
         def arrived() -> bool:
-            return int(ch.query("SELECT count() FROM rows WHERE k > 0").strip()) >= RECORDS
+            return int(ch.query("SELECT count() FROM rows").strip()) >= RECORDS
 
         try:
             poll_until(f"{RECORDS} rows in ClickHouse", arrived, CONSUME_TIMEOUT_S, 0.5)
@@ -258,20 +267,17 @@ def run_clickhouse_scenario(name: str, kg: Kgate, kafka: dict, client_conf: dict
         timings["consumed"] = time.monotonic() - t0
         time.sleep(2)  # anything duplicated would show up by now
 
-        rows = [l.split("\t") for l in ch.query("SELECT k, v FROM rows ORDER BY k").splitlines()]
-        real = [(int(k), v) for k, v in rows if int(k) > 0]
-        warm = [v for k, v in rows if int(k) == 0]
-        keys = [k for k, _ in real]
+        lines = ch.query("SELECT k, v FROM rows ORDER BY k").splitlines()
+        rows = [(int(k), v) for k, v in (line.split("\t") for line in lines)]
+        keys = [k for k, _ in rows]
         dups = sorted({k for k in keys if keys.count(k) > 1})
         missing = sorted(set(range(1, RECORDS + 1)) - set(keys))
-        wrong = [(k, v) for k, v in real if v != f"{run}-{k}"]
-        assert not dups and not missing and not wrong and len(real) == RECORDS, (
-            f"{len(real)} rows for {RECORDS} records: duplicates {dups[:10]}, missing {missing[:10]}, "
+        wrong = [(k, v) for k, v in rows if v != f"{run}-{k}"]
+        assert not dups and not missing and not wrong and len(rows) == RECORDS, (
+            f"{len(rows)} rows for {RECORDS} records: duplicates {dups[:10]}, missing {missing[:10]}, "
             f"wrong values {wrong[:5]}")
-        assert len(warm) <= PARTITIONS and all(v == f"warmup-{run}" for v in warm), warm
-        print(f"clickhouse {name}: {RECORDS}/{RECORDS} records exactly once; warm-up records kept "
-              f"{len(warm)}/{PARTITIONS}; librdkafka {ch.librdkafka}; "
-              + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+        print(f"clickhouse {name}: {RECORDS}/{RECORDS} records exactly once ({half} from before it started); "
+              f"librdkafka {ch.librdkafka}; " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
         return ch
     except BaseException:
         ch.stop()
@@ -288,11 +294,25 @@ def grep(text: str, pattern: str, limit: int = 30) -> str:
 # --------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def ch_pki(tmp_path_factory) -> Pki:
+    """A dev PKI of this module's own (tls_support's `pki` fixture writes into
+    the run directory that test_tls.py's stunnel and kgates use)."""
+    if not shutil.which("openssl"):
+        pytest.fail("openssl not found: run tests/setup.sh", pytrace=False)
+    out = tmp_path_factory.mktemp("clickhouse-pki")
+    r = subprocess.run(["bash", str(GEN_SH), str(out)], capture_output=True, text=True, timeout=180)
+    if r.returncode != 0:
+        pytest.fail(f"certs-dev/gen.sh failed ({r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
+    return Pki(out)
+
+
+
 @pytest.mark.kgate_addresses
-def test_clickhouse_kafka_engine_through_kgate(tansu) -> None:
+def test_clickhouse_kafka_engine_through_kgate(tansu, tmp_path: Path) -> None:
     kg = start_kgate(tansu, "clickhouse", ["--admin-listen", ADMIN_OFF])
     try:
-        ch = run_clickhouse_scenario("plain", kg, kafka_settings(), {})
+        ch = run_clickhouse_scenario("plain", kg, kafka_settings(), {}, tmp_path)
         try:
             seen = ch.broker_addresses()
             assert any(s.bootstrap for s in seen) and any(s.node_id is not None for s in seen), seen
@@ -304,25 +324,25 @@ def test_clickhouse_kafka_engine_through_kgate(tansu) -> None:
 
 
 @pytest.mark.skipif(DIRECT, reason="KGATE_DIRECT=1: tansu has no TLS listener to point ClickHouse at")
-def test_clickhouse_over_mtls_with_an_encrypted_key(tansu, pki: Pki) -> None:
+def test_clickhouse_over_mtls_with_an_encrypted_key(tansu, ch_pki: Pki, tmp_path: Path) -> None:
     """deploy/guides/cross-account.md's ClickHouse settings: security_protocol,
     ssl_ca_location, ssl_certificate_location, ssl_key_location (encrypted
     PKCS#8) and ssl_key_password, against kgate with client mTLS."""
-    assert "ENCRYPTED PRIVATE KEY" in Path(pki("client-enc.key")).read_text()
+    assert "ENCRYPTED PRIVATE KEY" in Path(ch_pki("client-enc.key")).read_text()
     kg = start_kgate_toml("clickhouse-mtls", tansu, {
         "admin_listen": ADMIN_OFF,
-        "downstream_tls": downstream_tls(pki, allowed=["clickhouse"]),
+        "downstream_tls": downstream_tls(ch_pki, allowed=["clickhouse"]),
     })
     ssl = {
         "security_protocol": "ssl",
-        "ssl_ca_location": pki("ca.pem"),
-        "ssl_certificate_location": pki("client-enc.pem"),
-        "ssl_key_location": pki("client-enc.key"),
-        "ssl_key_password": pki.passphrase,
+        "ssl_ca_location": ch_pki("ca.pem"),
+        "ssl_certificate_location": ch_pki("client-enc.pem"),
+        "ssl_key_location": ch_pki("client-enc.key"),
+        "ssl_key_password": ch_pki.passphrase,
     }
     client_ssl = {k.replace("_", "."): v for k, v in ssl.items()}
     try:
-        ch = run_clickhouse_scenario("mtls", kg, kafka_settings(**ssl), client_ssl)
+        ch = run_clickhouse_scenario("mtls", kg, kafka_settings(**ssl), client_ssl, tmp_path)
         try:
             seen = ch.broker_addresses()
             assert any(s.bootstrap for s in seen), seen

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import REPO, kgate_bin, run_dir
+from harness import REPO, kgate_bin
 
 DEPLOY = REPO / "deploy"
 VALIDATE = DEPLOY / "validate.sh"
@@ -329,13 +329,11 @@ def test_scripts_pass_shellcheck() -> None:
 
 
 @pytest.fixture(scope="module")
-def config_results() -> list:
+def config_results(tmp_path_factory) -> list:
     binary = kgate_bin()
     if not binary.exists():
         pytest.fail(f"kgate binary not found at {binary}: build it (cargo build) or set KGATE_BIN", pytrace=False)
-    work = run_dir() / "deploy-configs"
-    work.mkdir(parents=True, exist_ok=True)
-    return check_configs.check_all(binary, work)
+    return check_configs.check_all(binary, tmp_path_factory.mktemp("deploy-configs"))
 
 
 def test_every_example_config_is_found(config_results) -> None:

@@ -453,6 +453,23 @@ def require_kgate_tls() -> Path:
     return binary
 
 
+_ACCEPTS: dict[tuple[str, str], bool] = {}
+
+
+def kgate_accepts(toml_lines: str) -> bool:
+    """Whether `kgate check-config` accepts these extra top-level lines (for
+    settings newer than some binaries)."""
+    binary = kgate_bin()
+    key = (str(binary), toml_lines)
+    if key not in _ACCEPTS:
+        cfg = run_dir() / "kgate-accepts-check.toml"
+        cfg.write_text('bootstrap = ["localhost:9"]\n' + toml_lines + "\n")
+        r = subprocess.run([str(binary), "check-config", "--config", str(cfg)], capture_output=True, text=True,
+                           timeout=30, env=kgate_env())
+        _ACCEPTS[key] = r.returncode == 0
+    return _ACCEPTS[key]
+
+
 _BIND_ERRORS = ("address already in use", "addrinuse", "os error 98")
 
 
@@ -468,7 +485,11 @@ def start_kgate_toml(name: str, upstream: Upstream, cfg: dict, env: Optional[dic
     last = None
     for _ in range(3):
         pb = pick_port_base(upstream.node_ids, avoid)
-        full = {"bootstrap": [f"{h}:{p}" for h, p in upstream.bootstrap], "port_base": pb, **cfg}
+        full = {"bootstrap": [f"{h}:{p}" for h, p in upstream.bootstrap], "port_base": pb}
+        # Several kgates run at once here: none takes the fixed default admin port.
+        if "admin_listen" not in cfg and kgate_accepts('admin_listen = "off"'):
+            full["admin_listen"] = "off"
+        full.update(cfg)
         path = run_dir() / f"kgate-{name}.toml"
         path.write_text(to_toml(full))
         proc = Proc(f"kgate-{name}", [binary, "run", "--config", str(path)], env=kgate_env(env))

@@ -208,6 +208,22 @@ impl Authenticator {
         if r.error_code != 0 {
             return Err(rejected(r.error_code, r.error_message));
         }
+        // RFC 7628: a non-empty server reply to OAUTHBEARER is an error
+        // (`{"status":"invalid_token"}`); the client answers with %x01 and
+        // the broker then fails the exchange with its message.
+        if m == Mechanism::OauthBearer && !r.auth_bytes.is_empty() {
+            let detail = String::from_utf8_lossy(&r.auth_bytes).into_owned();
+            let r2 = t.authenticate(vec![0x01]).await.map_err(transport)?;
+            let message = if r2.error_message.is_empty() {
+                detail
+            } else {
+                r2.error_message
+            };
+            return Err(rejected(
+                if r2.error_code != 0 { r2.error_code } else { 58 },
+                message,
+            ));
+        }
         let Some(mut s) = scram else {
             return Ok(Outcome {
                 session_lifetime_ms: r.session_lifetime_ms,
