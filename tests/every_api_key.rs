@@ -7,10 +7,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::all_apis::for_every_api;
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kgate::for_every_api;
 use kgate::protocol::decision::{allowed_versions, decide, RequestAction, ResponseAction, RewriteKind};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -372,22 +372,33 @@ async fn main() {
                 if hap.is_some() {
                     paths.insert(1, ("haproxy", hp_port, hp_tls, None));
                 }
-                let mut rate = None;
-                for (path, port, tls, proc_) in paths {
+                // Maximum rate on every path first; then one fixed rate that
+                // every path can sustain: half the slowest maximum.
+                let mut maxes = Vec::new();
+                for (path, port, tls, proc_) in &paths {
                     let cpu0 = proc_.map(|p| p.cpu_secs());
-                    let max = load::run(conns(port, tls).await, req.clone(), DEPTH, dur, None).await;
+                    let max = load::run(conns(*port, *tls).await, req.clone(), DEPTH, dur, None).await;
                     let cpu = proc_.map(|p| p.cpu_secs() - cpu0.unwrap_or(0.0));
-                    let r = *rate.get_or_insert(max.rps() * 0.5);
-                    let fixed = load::run(conns(port, tls).await, req.clone(), DEPTH * 4, dur, Some(r)).await;
+                    maxes.push((*path, max, cpu));
+                }
+                let rate = maxes
+                    .iter()
+                    .map(|(_, m, _)| m.rps())
+                    .fold(f64::INFINITY, f64::min)
+                    * 0.5;
+                for ((path, port, tls, _), (_, max, cpu)) in paths.iter().zip(maxes) {
+                    let fixed =
+                        load::run(conns(*port, *tls).await, req.clone(), DEPTH * 4, dur, Some(rate)).await;
                     let cpu_per_gb = cpu.map(|c| c / (max.bytes as f64 / 1e9));
                     eprintln!(
-                        "{:26} {:>6}B {:8} {:8} {:>9.0} req/s {:>8.1} MB/s  p99 {:>7.1} µs",
+                        "{:26} {:>6}B {:8} {:8} {:>9.0} req/s {:>8.1} MB/s  fixed {:>7.0}/s p99 {:>7.1} µs",
                         mode.name(),
                         size,
                         workload,
                         path,
                         max.rps(),
                         max.mbps(),
+                        fixed.rps(),
                         fixed.pct(0.99).unwrap_or(0.0)
                     );
                     rows.push(Row {
@@ -441,13 +452,16 @@ fn report(rows: &[Row], secs: f64, have_haproxy: bool) -> String {
     let _ = writeln!(o, "Machine: {}\n", machine());
     let _ = writeln!(
         o,
-        "Command: `cargo build --release && cargo bench --bench e2e` ({secs} s per run, {CONNS} connections, {DEPTH} requests in flight each at max rate; fixed rate = 50% of the direct maximum, latency from request write to response read). Produce v{} requests and Fetch v{} responses carry ~64 KiB of records. kgate runs as its own process (release build); HAProxy {} in `mode tcp`.\n",
+        "Command: `cargo build --release && cargo bench --bench e2e` ({secs} s per run, {CONNS} connections, {DEPTH} requests in flight each at max rate; fixed rate = 50% of the slowest path's maximum, the same offered load on every path; latency from request write to response read). Produce v{} requests and Fetch v{} responses carry ~64 KiB of records. kgate runs as its own process (release build); HAProxy {} in `mode tcp`.\n",
         mock::PRODUCE_V,
         mock::FETCH_V,
         if have_haproxy { "(Debian package)" } else { "(not installed: rows missing)" }
     );
-    let _ = writeln!(o, "| path | record | workload | via | req/s | MB/s | ×direct | ×haproxy | p50 µs | p99 µs | p99.9 µs | kgate CPU-s/GB |");
-    let _ = writeln!(o, "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(o, "| path | record | workload | via | max req/s | max MB/s | ×direct | ×haproxy | fixed req/s | p50 µs | p99 µs | p99.9 µs | p99 added vs direct µs | kgate CPU-s/GB |");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     for r in rows {
         let find = |via: &str| {
             rows.iter()
@@ -459,9 +473,13 @@ fn report(rows: &[Row], secs: f64, have_haproxy: bool) -> String {
                 .unwrap_or_default()
         };
         let f = |p: f64| r.fixed.pct(p).map(|v| format!("{v:.0}")).unwrap_or_default();
+        let added = match (r.fixed.pct(0.99), find("direct").and_then(|d| d.fixed.pct(0.99))) {
+            (Some(a), Some(b)) if r.path != "direct" => format!("{:.0}", a - b),
+            _ => String::new(),
+        };
         let _ = writeln!(
             o,
-            "| {} | {} B | {} | {} | {:.0} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} B | {} | {} | {:.0} | {:.1} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
             r.mode,
             r.size,
             r.workload,
@@ -470,9 +488,11 @@ fn report(rows: &[Row], secs: f64, have_haproxy: bool) -> String {
             r.max.mbps(),
             ratio("direct"),
             ratio("haproxy"),
+            r.fixed.rps(),
             f(0.5),
             f(0.99),
             f(0.999),
+            added,
             r.cpu_per_gb.map(|c| format!("{c:.2}")).unwrap_or_default()
         );
     }

@@ -5,19 +5,12 @@
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Message, VersionRange};
 
-/// Versions kgate can parse for `key`.
-pub fn parseable_versions(key: ApiKey) -> VersionRange {
-    macro_rules! arms {
-        ($($k:ident => $req:ident, $resp:ident;)*) => {
-            match key {
-                $(ApiKey::$k => key
-                    .valid_versions()
-                    .intersect(&<$req as Message>::VERSIONS)
-                    .intersect(&<$resp as Message>::VERSIONS),)*
-            }
-        };
-    }
-    arms!(
+/// Calls `$m!` with every API: `Key => KeyRequest, KeyResponse;` for each
+/// key kafka-protocol knows (Kafka 4.1 schemas).
+#[macro_export]
+macro_rules! for_every_api {
+    ($m:ident) => {
+        $m!(
         Produce => ProduceRequest, ProduceResponse;
         Fetch => FetchRequest, FetchResponse;
         ListOffsets => ListOffsetsRequest, ListOffsetsResponse;
@@ -105,7 +98,23 @@ pub fn parseable_versions(key: ApiKey) -> VersionRange {
         DescribeShareGroupOffsets => DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse;
         AlterShareGroupOffsets => AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse;
         DeleteShareGroupOffsets => DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse;
-    )
+        )
+    };
+}
+
+/// Versions kgate can parse for `key`.
+pub fn parseable_versions(key: ApiKey) -> VersionRange {
+    macro_rules! arms {
+        ($($k:ident => $req:ident, $resp:ident;)*) => {
+            match key {
+                $(ApiKey::$k => key
+                    .valid_versions()
+                    .intersect(&<$req as Message>::VERSIONS)
+                    .intersect(&<$resp as Message>::VERSIONS),)*
+            }
+        };
+    }
+    crate::for_every_api!(arms)
 }
 
 #[cfg(test)]

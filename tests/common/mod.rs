@@ -3,8 +3,6 @@
 //! in-process on free ports.
 #![allow(dead_code)]
 
-#[allow(unused_macros, unused_imports)]
-pub mod all_apis;
 pub mod mock_cluster;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

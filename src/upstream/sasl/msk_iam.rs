@@ -54,7 +54,7 @@ pub fn oauth_token(keys: &Keys, region: &str, now: SystemTime) -> String {
     let p = presign(keys, region, &host, now, EXPIRES_SECS);
     let url = format!(
         "https://{host}/?{}&X-Amz-Signature={}&User-Agent={}",
-        p.canonical_query,
+        p.url_query,
         p.signature,
         super::sigv4::uri_encode(USER_AGENT)
     );

@@ -46,6 +46,8 @@ pub struct Presigned {
     pub signature: String,
     /// The canonical query string (without the signature).
     pub canonical_query: String,
+    /// The same parameters in the order botocore writes them into a URL.
+    pub url_query: String,
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -115,6 +117,13 @@ pub fn presign(keys: &Keys, region: &str, host: &str, now: SystemTime, expires: 
         .iter()
         .map(|(k, v)| (uri_encode(k), uri_encode(v)))
         .collect();
+    let join = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let url_query = join(&enc);
     enc.sort();
     let canonical_query = enc
         .iter()
@@ -139,6 +148,7 @@ pub fn presign(keys: &Keys, region: &str, host: &str, now: SystemTime, expires: 
         security_token: keys.session_token.clone(),
         signature,
         canonical_query,
+        url_query,
     }
 }
 
