@@ -40,7 +40,7 @@ python3 benches/idle_rss.py >/dev/null
     echo
     echo "Produced by \`bash benches/run.sh\` on $(date -u +%Y-%m-%d). Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, Linux $(uname -r)."
     echo
-    for f in micro e2e real_broker idle_rss; do
+    for f in micro e2e real_broker idle_rss profile; do
         cat "benches/results/$f.md"
         echo
     done
