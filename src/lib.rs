@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod downstream;
 pub mod listener;
+pub mod live;
 pub mod metrics;
 pub mod protocol;
 pub mod rewrite;
@@ -42,6 +43,8 @@ pub struct Shared {
     /// True once shutdown began: sessions stop reading and drain.
     pub shutdown: watch::Sender<bool>,
     pub open_connections: AtomicUsize,
+    /// Limits and timeouts that SIGHUP can change.
+    pub live: live::LiveCell,
 }
 
 impl Shared {
@@ -144,6 +147,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         health: Health::new(config.ready_window),
         shutdown: watch::Sender::new(false),
         open_connections: AtomicUsize::new(0),
+        live: live::LiveCell::new(&config),
     });
     let _ = tx.send(NewListener {
         socket: boot,

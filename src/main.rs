@@ -62,6 +62,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run(args) => {
+            let again = (*args).clone();
             let config = match args.resolve() {
                 Ok(c) => c,
                 Err(e) => {
@@ -85,7 +86,15 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                wait_for_signal(&running.shared).await;
+                let shared = running.shared.clone();
+                let on_hup = move || {
+                    shared.reload_tls(true);
+                    match again.clone().resolve() {
+                        Ok(new) => shared.live.apply(&shared.config, &new),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: configuration is invalid; keeping the running one"),
+                    }
+                };
+                wait_for_signal(on_hup).await;
                 let drain = running.shared.config.drain_timeout;
                 tracing::info!(drain_timeout_ms = drain.as_millis() as u64, "shutting down: not ready, listeners closed, draining in-flight requests (signal again to exit now)");
                 tokio::select! {
@@ -117,8 +126,9 @@ async fn second_signal() {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP reloads certificates meanwhile.
-async fn wait_for_signal(shared: &kgate::Shared) {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads certificates and the live
+/// settings meanwhile.
+async fn wait_for_signal(on_hup: impl Fn()) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
         let _ = tokio::signal::ctrl_c().await;
@@ -129,8 +139,8 @@ async fn wait_for_signal(shared: &kgate::Shared) {
             _ = tokio::signal::ctrl_c() => return,
             _ = term.recv() => return,
             _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading certificates");
-                shared.reload_tls(true);
+                tracing::info!("SIGHUP: reloading certificates and configuration");
+                on_hup();
             }
         }
     }

@@ -131,3 +131,89 @@ fn run_without_bootstrap_fails_with_a_hint() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--bootstrap"));
 }
+
+/// SIGHUP re-reads the file: a raised per-listener limit admits a
+/// connection the old limit refused, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_new_limits_live() {
+    use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
+    use tokio::io::AsyncWriteExt;
+    let upstream = common::serve(|mut sock: tokio::net::TcpStream| async move {
+        while let Some(f) = common::read_frame(&mut sock).await {
+            let corr = i32::from_be_bytes([f[8], f[9], f[10], f[11]]);
+            let v = i16::from_be_bytes([f[6], f[7]]);
+            let key = ApiKey::try_from(i16::from_be_bytes([f[4], f[5]])).unwrap();
+            let r = if key == ApiKey::Metadata {
+                common::response_frame(
+                    key,
+                    v,
+                    corr,
+                    &kafka_protocol::messages::MetadataResponse::default(),
+                )
+            } else {
+                common::response_frame(key, v, corr, &HeartbeatResponse::default())
+            };
+            let _ = sock.write_all(&r).await;
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let pb = common::free_port_base(0);
+    let cfg = |limit: u32| {
+        format!("bootstrap = [\"{upstream}\"]\nport_base = {pb}\nadmin_listen = \"off\"\nmax_connections_per_listener = {limit}\n")
+    };
+    let file = write(&dir, &cfg(1));
+    let log = dir.path().join("kgate.log");
+    let mut child = kgate()
+        .args(["run", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .spawn()
+        .unwrap();
+    let connect = || async {
+        for _ in 0..200 {
+            if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", pb)).await {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("kgate does not listen");
+    };
+    let hb = |corr| common::request_frame(ApiKey::Heartbeat, 4, corr, &HeartbeatRequest::default());
+    let mut first = connect().await;
+    first.write_all(&hb(1)).await.unwrap();
+    assert!(common::read_frame(&mut first).await.is_some());
+    let mut refused = connect().await;
+    assert!(
+        common::closed(&mut refused).await,
+        "the limit of 1 admits a second connection"
+    );
+
+    std::fs::write(&file, cfg(2)).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let mut applied = false;
+    for _ in 0..200 {
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("limits and timeouts updated")
+        {
+            applied = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(applied, "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let mut second = connect().await;
+    second.write_all(&hb(2)).await.unwrap();
+    assert!(
+        common::read_frame(&mut second).await.is_some(),
+        "the raised limit admits it"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -8,7 +8,7 @@ use super::Config;
 use clap::Args;
 use std::path::PathBuf;
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Clone)]
 pub struct RunArgs {
     /// TOML configuration file.
     #[arg(long, env = "KGATE_CONFIG")]

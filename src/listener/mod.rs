@@ -20,11 +20,11 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Tar
     let here = Arc::new(AtomicUsize::new(0));
     info!(listener = %label, "accepting");
     let mut backoff = Duration::from_millis(5);
-    let c = &shared.config;
     loop {
         match listener.accept().await {
             Ok((sock, peer)) => {
                 backoff = Duration::from_millis(5);
+                let c = shared.live.get();
                 let total = shared.open_connections.load(Relaxed);
                 let open_here = here.load(Relaxed);
                 let over = if total >= c.max_connections {

@@ -151,6 +151,7 @@ async fn connect_and_pump(
         *state = advance(*state, Event::Authenticated);
     }
     let c = &shared.config;
+    let live = shared.live.get();
     let ctx = || PumpCtx {
         max_frame: c.max_frame_bytes,
         max_in_flight: c.max_in_flight,
@@ -162,8 +163,8 @@ async fn connect_and_pump(
         }),
         stats,
         shutdown: shared.shutdown.subscribe(),
-        idle_timeout: c.idle_timeout,
-        request_timeout: c.request_timeout,
+        idle_timeout: live.idle_timeout,
+        request_timeout: live.request_timeout,
     };
     match (client, up.stream) {
         (Stream::Plain(mut c), Stream::Plain(mut u)) => {
