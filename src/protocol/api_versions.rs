@@ -30,10 +30,6 @@ pub fn rewrite_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> 
         Err(e) => {
             let error_code = Reader::at(frame, LEN_PREFIX + 4).i16()?;
             if error_code != 0 {
-                // Some brokers answer in the request's own layout.
-                if let Ok(out) = filter(frame, version) {
-                    return Ok(out);
-                }
                 return Ok(BytesMut::from(frame));
             }
             Err(e)
@@ -266,6 +262,14 @@ mod tests {
         let mut ok = f.clone();
         ok[8..10].copy_from_slice(&[0, 0]);
         assert!(rewrite_api_versions(&ok, 3).is_err());
+    }
+
+    /// Found by fuzzing: an error-35 body that is no valid v0 list but reads
+    /// as an empty list in the v4 layout must pass unchanged, not re-encoded.
+    #[test]
+    fn fuzz_fixture_error_body_passes_verbatim() {
+        let f = [0u8, 0, 0, 12, 0, 0, 0, 1, 0, 35, 0, 0, 22, 255, 142, 0];
+        assert_eq!(&rewrite_api_versions(&f, 4).unwrap()[..], &f[..]);
     }
 
     #[test]

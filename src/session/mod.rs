@@ -136,7 +136,6 @@ async fn connect_and_pump(
         _ => Stream::Plain(client),
     };
     let up = connect_upstream(shared, target).await?;
-    tracing::Span::current().record("broker", tracing::field::display(&up.broker));
     *state = advance(
         *state,
         Event::UpstreamConnected {
