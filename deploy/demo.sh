@@ -30,6 +30,10 @@ if [ -z "${KGATE_BOOTSTRAP:-}" ]; then
         --advertised-listener-url "tcp://127.0.0.1:$TANSU_PORT" \
         --storage-engine memory://tansu/ >target/demo-tansu.log 2>&1 &
     pids+=($!)
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$TANSU_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
     export KGATE_BOOTSTRAP=127.0.0.1:$TANSU_PORT
 fi
 
