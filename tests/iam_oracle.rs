@@ -84,81 +84,60 @@ fn iso(secs: u64) -> String {
     )
 }
 
+/// Keys and the oracle's answer for one case (`--oauth` for the token).
+fn case(c: &Case, oauth: bool) -> (Keys, serde_json::Value) {
+    let &(ak, sk, token, region, host, t) = c;
+    let time = iso(t);
+    let mut args = vec![
+        "--access-key",
+        ak,
+        "--secret",
+        sk,
+        "--region",
+        region,
+        "--host",
+        host,
+        "--time",
+        &time,
+        "--expires",
+        "900",
+        "--user-agent",
+        USER_AGENT,
+    ];
+    if let Some(tok) = token {
+        args.extend(["--token", tok]);
+    }
+    if oauth {
+        args.push("--oauth");
+    }
+    let keys = Keys {
+        access_key: ak.into(),
+        secret_key: sk.into(),
+        session_token: token.map(str::to_string),
+    };
+    (keys, oracle(&args))
+}
+
 #[test]
 fn aws_msk_iam_payload_matches_botocore() {
-    for &(ak, sk, token, region, host, t) in CASES {
-        let keys = Keys {
-            access_key: ak.into(),
-            secret_key: sk.into(),
-            session_token: token.map(str::to_string),
-        };
-        let ours: serde_json::Value = serde_json::from_slice(&iam_payload(
-            &keys,
-            region,
-            host,
-            UNIX_EPOCH + Duration::from_secs(t),
-        ))
-        .unwrap();
-        let time = iso(t);
-        let mut args = vec![
-            "--access-key",
-            ak,
-            "--secret",
-            sk,
-            "--region",
-            region,
-            "--host",
-            host,
-            "--time",
-            &time,
-            "--expires",
-            "900",
-            "--user-agent",
-            USER_AGENT,
-        ];
-        if let Some(tok) = token {
-            args.extend(["--token", tok]);
-        }
-        let want = oracle(&args);
-        assert_eq!(ours, want, "payload for {host} at {time}");
+    for c in CASES {
+        let (keys, want) = case(c, false);
+        let at = UNIX_EPOCH + Duration::from_secs(c.5);
+        let ours: serde_json::Value = serde_json::from_slice(&iam_payload(&keys, c.3, c.4, at)).unwrap();
+        assert_eq!(ours, want, "payload for {} at {}", c.4, iso(c.5));
     }
 }
 
 #[test]
 fn oauthbearer_token_matches_botocore() {
-    for &(ak, sk, token, region, _host, t) in CASES {
-        let keys = Keys {
-            access_key: ak.into(),
-            secret_key: sk.into(),
-            session_token: token.map(str::to_string),
-        };
-        let ours = oauth_token(&keys, region, UNIX_EPOCH + Duration::from_secs(t));
-        let time = iso(t);
-        let mut args = vec![
-            "--access-key",
-            ak,
-            "--secret",
-            sk,
-            "--region",
-            region,
-            "--host",
-            "ignored",
-            "--time",
-            &time,
-            "--expires",
-            "900",
-            "--user-agent",
-            USER_AGENT,
-            "--oauth",
-        ];
-        if let Some(tok) = token {
-            args.extend(["--token", tok]);
-        }
-        let want = oracle(&args);
+    for c in CASES {
+        let (keys, want) = case(c, true);
+        let ours = oauth_token(&keys, c.3, UNIX_EPOCH + Duration::from_secs(c.5));
         assert_eq!(
             ours,
             want["token"].as_str().unwrap(),
-            "token for {region} at {time} (oracle url {})",
+            "token for {} (oracle url {})",
+            c.3,
             want["url"]
         );
     }

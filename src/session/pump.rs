@@ -97,6 +97,7 @@ fn classify(frame: &Bytes) -> Result<Option<Pending>, SessionError> {
         api_key: None,
         cause: e.to_string(),
     })?;
+    metrics::get().requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
     match decide(h.api_key, h.api_version) {
         RequestAction::Forward(action) => {
             let acks_zero = h.api_key == key::PRODUCE
@@ -146,7 +147,6 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send,
 {
-    let m = metrics::get();
     let mut shutdown = ctx.shutdown.clone();
     let mut due = ctx
         .reauth
@@ -186,9 +186,6 @@ where
             ctx.stats
                 .bytes_client_to_broker
                 .fetch_add(frame.len() as u64, Relaxed);
-            if let Ok(h) = peek_request_header(&frame) {
-                m.requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
-            }
             match classify(&frame)? {
                 Some(local @ Pending::Local(_)) => tx.send(local).await.map_err(gone)?,
                 // Registered before the bytes leave, so the response side
