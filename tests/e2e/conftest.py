@@ -97,6 +97,59 @@ def java_classes() -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory):
+    """A real Apache Kafka 4 cluster (3 KRaft nodes, ids 1-3) for the tests
+    marked kafka_cluster; see kafka_cluster.py. Started once, shared."""
+    from kafka_cluster import start_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("kafka"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def java4_classes() -> Path:
+    """tests/e2e/clients/java/*.java and clients/java4/*.java compiled against
+    kafka-clients 4.x (from Maven) into target/e2e-deps/java4-classes."""
+    from kafka_cluster import clients4_classpath
+
+    e2e = REPO / "tests" / "e2e" / "clients"
+    sources = sorted(e2e.glob("java/*.java")) + sorted(e2e.glob("java4/*.java"))
+    out = DEPS / "java4-classes"
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = out / ".stamp"
+    newest = max(s.stat().st_mtime for s in sources)
+    if not stamp.exists() or stamp.stat().st_mtime < newest or not (out / "KafkaClusterOps.class").exists():
+        javac = shutil.which("javac") or pytest.fail("javac not found: run tests/setup.sh")
+        r = subprocess.run([javac, "-nowarn", "-d", str(out), "-cp", clients4_classpath(), *map(str, sources)],
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            pytest.fail(f"javac (kafka-clients 4) failed ({r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
+        stamp.touch()
+    return out
+
+
+@pytest.fixture(scope="session")
+def franz_bin() -> Path:
+    """tests/e2e/clients/go (franz-go) built into target/e2e-deps/go/kgate-franz;
+    its modules come from `go mod download` in tests/setup.sh."""
+    src = REPO / "tests" / "e2e" / "clients" / "go"
+    out = DEPS / "go" / "kgate-franz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    newest = max(p.stat().st_mtime for p in src.iterdir() if p.is_file())
+    if not out.exists() or out.stat().st_mtime < newest:
+        go = shutil.which("go") or pytest.fail("go not found: run tests/setup.sh")
+        import os
+
+        env = dict(os.environ, GOFLAGS="-mod=readonly")
+        r = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, capture_output=True, text=True,
+                           timeout=600, env=env)
+        if r.returncode != 0:
+            pytest.fail(f"go build of {src} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}", pytrace=False)
+    return out
+
+
 # --------------------------------------------------------------------------
 # Hooks: direct mode, versions in the header, logs on failure
 # --------------------------------------------------------------------------
@@ -107,6 +160,11 @@ def pytest_configure(config) -> None:
         "markers",
         "kgate_addresses: asserts that clients only ever see kgate listeners; "
         "with KGATE_DIRECT=1 it must fail with NotAKgateListener (strict xfail)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "kafka_cluster: runs against the real Apache Kafka 4 cluster (kafka_cluster fixture); "
+        "tests/run-all.sh runs these in a second stage, after the fast tansu tests",
     )
 
 

@@ -368,3 +368,64 @@ def start_cluster(base: Path) -> KafkaCluster:
     record_timing(f"Apache Kafka {KAFKA_VERSION} cluster (3 KRaft nodes) start-up",
                   {"pki+format": t_start - t0, "nodes up": time.monotonic() - t_start, "total": cluster.startup_s})
     return cluster
+
+
+# --------------------------------------------------------------------------
+# Helpers for the tests: kgate with its admin listener, metrics, Java 4.x
+# --------------------------------------------------------------------------
+
+
+def admin_port() -> int:
+    return pick_ports(1)[0]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """kgate's /metrics as {'name{labels}': value}."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            pass
+    out["__families__"] = 0.0
+    families = {l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")}
+    out.update({f"__family__{f}": 1.0 for f in families})
+    return out
+
+
+def has_family(metrics: dict[str, float], name: str) -> bool:
+    return f"__family__{name}" in metrics
+
+
+def requests_of(metrics: dict[str, float], api: str) -> float:
+    return metrics.get(f'kgate_requests_total{{api_key="{api}"}}', 0.0)
+
+
+def responses_of(metrics: dict[str, float], api: str) -> float:
+    return metrics.get(f'kgate_responses_total{{api_key="{api}"}}', 0.0)
+
+
+def java4(classes: Path, *args: str, timeout: float = 240, log_levels: Optional[dict] = None,
+          name: str = "java4") -> tuple[dict, str]:
+    """Runs KafkaClusterOps with kafka-clients 4.x; returns (its JSON, its output)."""
+    import json
+
+    props = ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"]
+    for logger, level in (log_levels or {}).items():
+        props.append(f"-Dorg.slf4j.simpleLogger.log.{logger}={level}")
+    argv = [java(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", *props, "-cp",
+            f"{classes}:{clients4_classpath()}", "KafkaClusterOps", *args]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    output = f"$ {' '.join(argv)}\nexit {r.returncode}\n--- stderr ---\n{r.stderr[-20000:]}\n--- stdout ---\n{r.stdout[-4000:]}"
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    try:
+        return json.loads(lines[-1]), output
+    except (IndexError, ValueError):
+        raise AssertionError(f"KafkaClusterOps {args[0]} printed no JSON\n{output}") from None
