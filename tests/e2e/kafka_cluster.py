@@ -417,11 +417,7 @@ def java4(classes: Path, *args: str, timeout: float = 240, log_levels: Optional[
     """Runs KafkaClusterOps with kafka-clients 4.x; returns (its JSON, its output)."""
     import json
 
-    props = ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"]
-    for logger, level in (log_levels or {}).items():
-        props.append(f"-Dorg.slf4j.simpleLogger.log.{logger}={level}")
-    argv = [java(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", *props, "-cp",
-            f"{classes}:{clients4_classpath()}", "KafkaClusterOps", *args]
+    argv = java4_argv(classes, *args, log_levels=log_levels)
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     output = f"$ {' '.join(argv)}\nexit {r.returncode}\n--- stderr ---\n{r.stderr[-20000:]}\n--- stdout ---\n{r.stdout[-4000:]}"
     lines = [l for l in r.stdout.splitlines() if l.strip()]
@@ -429,3 +425,32 @@ def java4(classes: Path, *args: str, timeout: float = 240, log_levels: Optional[
         return json.loads(lines[-1]), output
     except (IndexError, ValueError):
         raise AssertionError(f"KafkaClusterOps {args[0]} printed no JSON\n{output}") from None
+
+
+def java4_argv(classes: Path, *args: str, log_levels: Optional[dict] = None) -> list[str]:
+    props = ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true"]
+    for logger, level in (log_levels or {}).items():
+        props.append(f"-Dorg.slf4j.simpleLogger.log.{logger}={level}")
+    return [java(), "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", *props, "-cp",
+            f"{classes}:{clients4_classpath()}", "KafkaClusterOps", *args]
+
+
+def start_kgate_with_metrics(cluster: KafkaCluster, name: str):
+    """kgate in front of the cluster's PLAINTEXT listeners with /metrics on
+    `kg.admin_port`."""
+    from harness import start_kgate
+
+    port = admin_port()
+    kg = start_kgate(cluster.upstream(), name, ["--admin-listen", f"{LOOPBACK}:{port}"],
+                     avoid_ports=cluster.all_upstream_ports() | {port})
+    kg.admin_port = port
+    return kg
+
+
+def last_json(text: str, key: str = '{"mode"') -> dict:
+    import json
+
+    for line in reversed(text.splitlines()):
+        if line.startswith(key):
+            return json.loads(line)
+    raise AssertionError(f"no JSON line starting {key} in the output")
