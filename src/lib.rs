@@ -2,12 +2,15 @@
 //! listener and rewrites every broker address handed back to a client.
 //!
 //! The data path, in module order:
-//! [`listener`] → [`session`] → [`protocol`] → [`rewrite`] → [`upstream`]
-//! (with [`downstream`] for client TLS and [`admin`] for operators).
+//! [`listener`] → [`session`] (context, state, pump) → [`filter`] →
+//! [`protocol`] → [`rewrite`] → [`upstream`] (connect, dial, tls, sasl,
+//! credentials), with [`downstream`] for client TLS, [`tls`] shared by
+//! both sides, and [`admin`] for operators. Imports only point down.
 
 pub mod admin;
 pub mod config;
 pub mod downstream;
+pub mod filter;
 pub mod listener;
 pub mod live;
 pub mod metrics;
@@ -20,7 +23,10 @@ pub mod upstream;
 use admin::health::Health;
 use config::{Config, HostPort};
 use downstream::tls::DownstreamTls;
-use listener::registry::{bind, NewListener, Registry, Target};
+use filter::Chain;
+use listener::registry::{bind, NewListener, Registry};
+use session::budget::Budget;
+use session::target::Target;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -28,17 +34,20 @@ use std::time::Duration;
 use tls::reload::Reload;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
+use upstream::connect::Connector;
 use upstream::tls::UpstreamTls;
 
-/// What every connection shares.
+/// What every connection shares: the configuration, the listener
+/// registry, the one way upstream, client TLS, the filter chain and the
+/// buffer budget, plus operations state.
 pub struct Shared {
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
-    pub upstream_tls: Option<UpstreamTls>,
+    pub connector: Connector,
     pub downstream_tls: Option<DownstreamTls>,
-    pub authenticator: Option<Arc<upstream::sasl::Authenticator>>,
-    pub throttle: session::auth::Throttle,
+    pub chain: Chain,
+    pub budget: Budget,
     pub health: Health,
     /// True once shutdown began: sessions stop reading and drain.
     pub shutdown: watch::Sender<bool>,
@@ -50,7 +59,7 @@ pub struct Shared {
 impl Shared {
     /// Re-reads certificate material: changed files only, or all (SIGHUP).
     pub fn reload_tls(&self, force: bool) {
-        if let Some(t) = &self.upstream_tls {
+        if let Some(t) = &self.connector.tls {
             t.config.reload(force);
         }
         if let Some(t) = &self.downstream_tls {
@@ -129,21 +138,25 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let boot =
         bind(&boot_addr).map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
     let bootstrap = boot.local_addr().map_err(|e| e.to_string())?;
-    let admin = match &config.admin_listen {
-        Some(a) => Some(bind(a).map_err(|e| {
-            format!("cannot bind the admin listener on {a}: {e} (admin_listen = \"off\" disables it)")
-        })?),
-        None => None,
-    };
+    // A second kgate on the same host keeps serving Kafka without admin.
+    let admin = config.admin_listen.as_ref().and_then(|a| {
+        bind(a)
+            .inspect_err(|e| {
+                warn!(admin = %a, error = %e, "cannot bind the admin listener; running without /metrics and probes (set admin_listen to another port, or \"off\")")
+            })
+            .ok()
+    });
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
+    let chain = filter::standard_chain(registry.clone(), authenticator.clone());
+    info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
         config: config.clone(),
         registry,
-        upstream_tls,
+        connector: Connector::new(config.clone(), upstream_tls, authenticator),
         downstream_tls,
-        authenticator,
-        throttle: Default::default(),
+        chain,
+        budget: Budget::new(config.buffer_budget_bytes),
         health: Health::new(config.ready_window),
         shutdown: watch::Sender::new(false),
         open_connections: AtomicUsize::new(0),
@@ -161,8 +174,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let s = shared.clone();
     let tasks = tokio::spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(upstream::probe::run(s.clone()));
-        if s.upstream_tls.is_some() || s.downstream_tls.is_some() {
+        tasks.spawn(admin::probe::run(s.clone()));
+        if s.connector.tls.is_some() || s.downstream_tls.is_some() {
             let r = s.clone();
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(r.config.tls_reload_interval);

@@ -113,6 +113,15 @@ pub struct Metrics {
     pub protocol_errors: Family<&'static str>,
     pub listeners: AtomicU64,
     pub dynamic_listeners_created: AtomicU64,
+    /// Brokers refused a listener (cap reached, invalid host or port).
+    pub dynamic_listeners_refused: AtomicU64,
+    /// Responses in which a broker address was replaced, by API.
+    pub address_rewrites: Family<&'static str>,
+    /// Bytes of the frame-assembly budget in use, and waits for it.
+    pub buffer_budget_used: AtomicU64,
+    pub buffer_budget_waits: AtomicU64,
+    /// Frames streamed through without being assembled, per direction.
+    pub frames_streamed: [AtomicU64; 2],
     by_listener: Mutex<BTreeMap<String, std::sync::Arc<ListenerStats>>>,
 }
 
@@ -129,6 +138,11 @@ impl Default for Metrics {
             protocol_errors: Family::default(),
             listeners: AtomicU64::new(0),
             dynamic_listeners_created: AtomicU64::new(0),
+            dynamic_listeners_refused: AtomicU64::new(0),
+            address_rewrites: Family::default(),
+            buffer_budget_used: AtomicU64::new(0),
+            buffer_budget_waits: AtomicU64::new(0),
+            frames_streamed: Default::default(),
             by_listener: Mutex::new(BTreeMap::new()),
         }
     }

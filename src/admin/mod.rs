@@ -2,7 +2,9 @@
 //! runtime answers) and `/readyz` (listeners bound, upstream reached and
 //! authenticated within the readiness window, not draining).
 
+mod engine_metrics;
 pub mod health;
+pub mod probe;
 mod prometheus;
 
 use crate::Shared;

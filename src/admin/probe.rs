@@ -2,11 +2,10 @@
 //! bootstrap servers and asks for Metadata. Success keeps /readyz green,
 //! and the brokers it learns get their listeners before any client asks.
 
-use crate::listener::registry::Target;
 use crate::protocol::decision::RewriteKind;
 use crate::protocol::frame::{frame_len, LEN_PREFIX};
 use crate::rewrite::rewrite;
-use crate::session::connect_upstream;
+use crate::upstream::dial::Route;
 use crate::Shared;
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
@@ -34,13 +33,16 @@ fn metadata_request() -> BytesMut {
 }
 
 async fn once(shared: &Shared) -> Result<usize, String> {
-    let mut up = connect_upstream(shared, &Target::Bootstrap)
+    let mut up = shared
+        .connector
+        .connect(&Route::Bootstrap)
         .await
         .map_err(|e| e.to_string())?;
     up.stream
         .write_all(&metadata_request())
         .await
         .map_err(|e| e.to_string())?;
+    up.stream.flush().await.map_err(|e| e.to_string())?;
     let mut len = [0u8; LEN_PREFIX];
     up.stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
     let total = frame_len(len, 4, shared.config.max_frame_bytes).map_err(|e| e.to_string())?;
@@ -67,6 +69,7 @@ pub async fn run(shared: Arc<Shared>) {
     loop {
         match tokio::time::timeout(shared.config.connect_timeout * 2, once(&shared)).await {
             Ok(Ok(n)) => {
+                shared.health.upstream_ok();
                 if failing {
                     warn!("upstream probe succeeds again");
                 }

@@ -208,6 +208,7 @@ pub fn render(m: &Metrics, ready: bool, draining: bool) -> String {
         "kgate_dynamic_listeners_created_total {}",
         m.dynamic_listeners_created.load(Relaxed)
     );
+    super::engine_metrics::render(m, &mut o);
     head(&mut o, "kgate_ready", "gauge", "1 when /readyz answers 200.");
     let _ = writeln!(o, "kgate_ready {}", u8::from(ready));
     head(&mut o, "kgate_draining", "gauge", "1 while shutting down.");

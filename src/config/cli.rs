@@ -47,6 +47,12 @@ pub struct RunArgs {
     /// Requests in flight per connection before reading pauses [default: 1000].
     #[arg(long, env = "KGATE_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
+    /// Process-wide bytes for assembling frames kgate must read whole; beyond it, reads wait [default: 33554432].
+    #[arg(long, env = "KGATE_BUFFER_BUDGET_BYTES")]
+    pub buffer_budget_bytes: Option<usize>,
+    /// Most listeners created for brokers learned from the cluster [default: 256].
+    #[arg(long, env = "KGATE_MAX_DYNAMIC_LISTENERS")]
+    pub max_dynamic_listeners: Option<usize>,
     /// Upstream TCP connect timeout in milliseconds [default: 10000].
     #[arg(long, env = "KGATE_CONNECT_TIMEOUT_MS")]
     pub connect_timeout_ms: Option<u64>,
@@ -186,6 +192,8 @@ impl RunArgs {
             dial: self.dial,
             max_frame_bytes: self.max_frame_bytes,
             max_in_flight: self.max_in_flight,
+            buffer_budget_bytes: self.buffer_budget_bytes,
+            max_dynamic_listeners: self.max_dynamic_listeners,
             connect_timeout_ms: self.connect_timeout_ms,
             log_format: self.log_format,
             log_level: self.log_level,

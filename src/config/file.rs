@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub dial: Vec<FileDial>,
     pub max_frame_bytes: Option<usize>,
     pub max_in_flight: Option<usize>,
+    pub buffer_budget_bytes: Option<usize>,
+    pub max_dynamic_listeners: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -89,6 +91,8 @@ pub struct Overrides {
     pub dial: Option<Vec<String>>,
     pub max_frame_bytes: Option<usize>,
     pub max_in_flight: Option<usize>,
+    pub buffer_budget_bytes: Option<usize>,
+    pub max_dynamic_listeners: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -193,6 +197,22 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
             )));
         }
         c.max_frame_bytes = m;
+    }
+    if let Some(m) = o.buffer_budget_bytes.or(file.buffer_budget_bytes) {
+        if !(1 << 20..=1 << 40).contains(&m) {
+            return Err(format!(
+                "key `buffer_budget_bytes`: {m} is out of range; expected 1048576 to 1099511627776"
+            ));
+        }
+        c.buffer_budget_bytes = m;
+    }
+    if let Some(m) = o.max_dynamic_listeners.or(file.max_dynamic_listeners) {
+        if m > 60_000 {
+            return Err(format!(
+                "key `max_dynamic_listeners`: {m} is out of range; expected 0 to 60000"
+            ));
+        }
+        c.max_dynamic_listeners = m;
     }
     if let Some(m) = o.max_in_flight.or(file.max_in_flight) {
         if !(1..=100_000).contains(&m) {

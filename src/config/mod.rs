@@ -21,6 +21,10 @@ pub const DEFAULT_PORT_BASE: u16 = 19092;
 pub const DEFAULT_BIND_HOST: &str = "127.0.0.1";
 pub const DEFAULT_MAX_FRAME: usize = 100 * 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// 32 MiB: fits the shipped Nomad (128 MB) and Kubernetes (256 Mi) limits
+/// with room for the process itself and per-connection read chunks.
+pub const DEFAULT_BUFFER_BUDGET: usize = 32 << 20;
+pub const DEFAULT_MAX_DYNAMIC_LISTENERS: usize = 256;
 
 /// A `host:port` pair as written by the user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,6 +113,11 @@ pub struct Config {
     pub dial: Vec<DialMapping>,
     pub max_frame_bytes: usize,
     pub max_in_flight: usize,
+    /// Process-wide cap on bytes held to assemble frames that a filter must
+    /// see whole; beyond it, reading waits (back-pressure).
+    pub buffer_budget_bytes: usize,
+    /// Most listeners kgate creates for brokers it learns.
+    pub max_dynamic_listeners: usize,
     pub connect_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
@@ -143,6 +152,8 @@ impl Config {
             dial: Vec::new(),
             max_frame_bytes: DEFAULT_MAX_FRAME,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            buffer_budget_bytes: DEFAULT_BUFFER_BUDGET,
+            max_dynamic_listeners: DEFAULT_MAX_DYNAMIC_LISTENERS,
             connect_timeout: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: None,

@@ -3,10 +3,10 @@
 //! A rejected client gets a TLS alert and a log line naming the subject.
 
 use crate::config::DownstreamTlsConfig;
+use crate::tls::describe::describe_io;
 use crate::tls::identity::{identity, Identity};
 use crate::tls::material::{load_certs, load_key, load_roots};
 use crate::tls::reload::Reloadable;
-use crate::upstream::tls::describe_io;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
@@ -110,7 +110,7 @@ impl ClientCertVerifier for AllowList {
             .map(|i| i.subject.clone())
             .unwrap_or_else(|| "<unparseable>".into());
         if let Err(e) = self.inner.verify_client_cert(end_entity, intermediates, now) {
-            warn!(%subject, cause = %crate::upstream::tls::describe(&e), "client certificate rejected");
+            warn!(%subject, cause = %crate::tls::describe::describe(&e), "client certificate rejected");
             return Err(e);
         }
         if !self.allowed.is_empty() && !id.as_ref().is_some_and(|i| i.allowed_by(&self.allowed)) {

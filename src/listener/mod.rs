@@ -5,8 +5,8 @@
 pub mod registry;
 
 use crate::metrics;
+use crate::session::target::Target;
 use crate::Shared;
-use registry::Target;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,63 +5,12 @@
 
 use crate::config::{Config, HostPort};
 use crate::rewrite::{Advertised, BrokerMapper, MapError};
+pub use crate::session::target::{BrokerSlot, Target};
 use std::collections::HashMap;
 use std::net::TcpListener as StdListener;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-
-/// One broker's listener: where clients are sent, and which upstream
-/// broker (by its real name) it currently stands for.
-#[derive(Debug)]
-pub struct BrokerSlot {
-    pub advertised: Advertised,
-    pub bind: HostPort,
-    upstream: RwLock<HostPort>,
-    pub is_static: bool,
-    /// Per-listener override of client-side TLS.
-    pub tls: Option<bool>,
-}
-
-impl BrokerSlot {
-    pub fn upstream(&self) -> HostPort {
-        match self.upstream.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    fn repoint(&self, to: HostPort) {
-        match self.upstream.write() {
-            Ok(mut g) => *g = to,
-            Err(p) => *p.into_inner() = to,
-        }
-    }
-}
-
-/// What a listener forwards to.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Bootstrap,
-    Broker(Arc<BrokerSlot>),
-}
-
-impl Target {
-    /// Whether clients of this listener speak TLS.
-    pub fn client_tls(&self, default: bool) -> bool {
-        match self {
-            Target::Broker(s) => s.tls.unwrap_or(default),
-            Target::Bootstrap => default,
-        }
-    }
-
-    pub fn label(&self) -> String {
-        match self {
-            Target::Bootstrap => "bootstrap".into(),
-            Target::Broker(s) => format!("{}:{}", s.bind.host, s.bind.port),
-        }
-    }
-}
 
 /// A freshly bound listener for the accept-loop spawner.
 pub struct NewListener {
@@ -72,6 +21,7 @@ pub struct NewListener {
 #[derive(Default)]
 struct Inner {
     by_node: HashMap<i32, Arc<BrokerSlot>>,
+    dynamic: usize,
     by_static_upstream: HashMap<HostPort, Arc<BrokerSlot>>,
     next_range_port: Option<u16>,
 }
@@ -123,7 +73,7 @@ impl Registry {
                     port: s.advertised.port as i32,
                 },
                 bind: s.bind.clone(),
-                upstream: RwLock::new(s.upstream.clone()),
+                upstream: std::sync::RwLock::new(s.upstream.clone()),
                 is_static: true,
                 tls: s.tls,
             });
@@ -192,7 +142,7 @@ impl Registry {
                 port: port as i32,
             },
             bind: HostPort::new(c.bind_host.clone(), port),
-            upstream: RwLock::new(upstream.clone()),
+            upstream: std::sync::RwLock::new(upstream.clone()),
             is_static: false,
             tls: None,
         });
@@ -230,12 +180,55 @@ fn bind_in_range(
     )))
 }
 
+/// At most this much of a peer-supplied string reaches a log line.
+const LOG_CHARS: usize = 80;
+
+/// A peer-supplied string cut for logging.
+pub fn clip(s: &str) -> String {
+    match s.char_indices().nth(LOG_CHARS) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
+
+/// Whether `host` can name a broker: an IP address, or a DNS name of at
+/// most 253 bytes made of labels of letters, digits, `-` and `_`.
+pub fn valid_host(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let h = host.strip_suffix('.').unwrap_or(host);
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+fn refused(why: String) -> MapError {
+    crate::metrics::get()
+        .dynamic_listeners_refused
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    warn!("{why}");
+    MapError(why)
+}
+
 impl BrokerMapper for Registry {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+        if !valid_host(host) {
+            return Err(refused(format!(
+                "broker {node_id} has an invalid host {:?}; not dialled",
+                clip(host)
+            )));
+        }
         let port16 = u16::try_from(port)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| MapError(format!("broker {node_id} has invalid port {port}")))?;
+            .ok_or_else(|| refused(format!("broker {node_id} has invalid port {port}")))?;
         let upstream = HostPort::new(host, port16);
         let mut inner = self.lock();
         if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
@@ -247,7 +240,7 @@ impl BrokerMapper for Registry {
                 return Ok(slot.advertised.clone());
             }
             if !slot.is_static {
-                info!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, "broker moved; listener re-pointed");
+                warn!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, "broker moved; listener re-pointed");
                 slot.repoint(upstream);
                 return Ok(slot.advertised.clone());
             }
@@ -257,7 +250,14 @@ impl BrokerMapper for Registry {
                 "broker {node_id} at {upstream} has no static listener and dynamic listeners are off; add it to static_listeners"
             )));
         }
+        if inner.dynamic >= self.config.max_dynamic_listeners {
+            return Err(refused(format!(
+                "broker {node_id} at {upstream} gets no listener: max_dynamic_listeners ({}) reached",
+                self.config.max_dynamic_listeners
+            )));
+        }
         let slot = self.create(&mut inner, node_id, upstream)?;
+        inner.dynamic += 1;
         inner.by_node.insert(node_id, slot.clone());
         Ok(slot.advertised.clone())
     }

@@ -1,8 +1,8 @@
 //! Length-prefixed framing: the size check happens before any allocation,
 //! and a TLS ClientHello on a plaintext port is recognised as such.
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes of the big-endian INT32 size that starts every Kafka frame.
 pub const LEN_PREFIX: usize = 4;
@@ -21,7 +21,7 @@ pub enum FrameError {
     TooShort(usize),
     #[error("connection closed in the middle of a frame ({got} of {want} bytes)")]
     Truncated { got: usize, want: usize },
-    #[error("{}", crate::upstream::tls::describe_io(.0))]
+    #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
@@ -55,7 +55,11 @@ pub fn frame_len(prefix: [u8; 4], min_body: usize, max: usize) -> Result<usize, 
     Ok(len + LEN_PREFIX)
 }
 
-/// Reads whole frames from one side of a connection into a reused buffer.
+/// Reads frames from one side of a connection. Small frames are taken
+/// whole from a reused buffer; a large one can be streamed: its header
+/// peeked, then its bytes copied on in bounded chunks ([`FrameReader::copy_to`]).
+/// A frame's claimed size is checked, never reserved: the buffer grows
+/// only with bytes that actually arrived.
 pub struct FrameReader<R> {
     io: R,
     buf: BytesMut,
@@ -68,7 +72,7 @@ pub struct FrameReader<R> {
 /// Read buffers start small (idle connections stay cheap) and double, up
 /// to `MAX_CHUNK`, while reads keep filling them.
 const FIRST_CHUNK: usize = 2 * 1024;
-const MAX_CHUNK: usize = 256 * 1024;
+pub const MAX_CHUNK: usize = 256 * 1024;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// `min_body` is the smallest legal frame body (8 for requests, 4 for
@@ -89,7 +93,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         !self.buf.is_empty()
     }
 
-    /// Reads more bytes; returns 0 at EOF.
+    /// The bytes buffered so far (the current frame first).
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The buffer's capacity (memory tests).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Reads more bytes; returns 0 at EOF. At most `MAX_CHUNK` is reserved
+    /// at a time, whatever a frame claims.
     pub async fn fill(&mut self) -> Result<usize, FrameError> {
         if self.buf.capacity() - self.buf.len() < self.chunk / 2 {
             self.buf.reserve(self.chunk);
@@ -108,49 +123,132 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// A complete frame that is already buffered, without reading.
-    pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// Gives back memory after a large frame: a buffer that grew past
+    /// `MAX_CHUNK` and now holds little is replaced by a small one.
+    pub fn shrink(&mut self) {
+        if self.buf.capacity() > 2 * MAX_CHUNK && self.buf.len() <= FIRST_CHUNK {
+            let mut small = BytesMut::with_capacity(FIRST_CHUNK.max(self.buf.len()));
+            small.extend_from_slice(&self.buf);
+            self.buf = small;
+            self.chunk = FIRST_CHUNK;
+        }
+    }
+
+    fn check_prefix(&mut self) -> Result<Option<usize>, FrameError> {
         if self.sniff && self.buf.len() >= 4 {
             self.sniff = false;
             if let Some(e) = sniff_foreign(&self.buf[..4]) {
                 return Err(e);
             }
         }
-        if self.buf.len() >= LEN_PREFIX {
-            let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
-            let total = frame_len(prefix, self.min_body, self.max_frame)?;
-            if self.buf.len() >= total {
-                return Ok(Some(self.buf.split_to(total).freeze()));
-            }
-            self.buf.reserve(total - self.buf.len());
+        if self.buf.len() < LEN_PREFIX {
+            return Ok(None);
         }
-        Ok(None)
+        let prefix = [self.buf[0], self.buf[1], self.buf[2], self.buf[3]];
+        frame_len(prefix, self.min_body, self.max_frame).map(Some)
+    }
+
+    fn truncated(&self) -> FrameError {
+        let want = match self.buf.len() >= LEN_PREFIX {
+            true => {
+                i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize + LEN_PREFIX
+            }
+            false => LEN_PREFIX,
+        };
+        FrameError::Truncated {
+            got: self.buf.len(),
+            want,
+        }
+    }
+
+    /// The next frame's whole length (prefix included), checked; `None` at
+    /// a clean EOF between frames.
+    pub async fn next_len(&mut self) -> Result<Option<usize>, FrameError> {
+        loop {
+            if let Some(total) = self.check_prefix()? {
+                return Ok(Some(total));
+            }
+            if self.fill().await? == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(self.truncated());
+            }
+        }
+    }
+
+    /// Buffers at least `n` bytes of the current frame (`n` must not exceed
+    /// its length). EOF first is a truncation.
+    pub async fn ensure(&mut self, n: usize) -> Result<(), FrameError> {
+        while self.buf.len() < n {
+            let want = (n - self.buf.len()).min(4 * MAX_CHUNK);
+            if self.buf.capacity() - self.buf.len() < want {
+                self.buf.reserve(want);
+            }
+            if self.io.read_buf(&mut self.buf).await.or_else(eof_is_zero)? == 0 {
+                return Err(self.truncated());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the first `n` buffered bytes (a whole frame, or part of one).
+    pub fn take(&mut self, n: usize) -> Bytes {
+        self.buf.split_to(n).freeze()
+    }
+
+    /// Copies the next `n` bytes to `w` in bounded chunks, without
+    /// assembling them. Returns after the last write (not flushed).
+    pub async fn copy_to<W: AsyncWrite + Unpin>(&mut self, mut n: usize, w: &mut W) -> Result<(), CopyError> {
+        while n > 0 {
+            if self.buf.is_empty() && self.fill().await.map_err(CopyError::Read)? == 0 {
+                return Err(CopyError::Read(FrameError::Truncated { got: 0, want: n }));
+            }
+            let k = n.min(self.buf.len());
+            w.write_all(&self.buf[..k]).await.map_err(CopyError::Write)?;
+            self.buf.advance(k);
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// The length of the next frame if all of it is already buffered.
+    pub fn buffered_frame_len(&mut self) -> Result<Option<usize>, FrameError> {
+        Ok(self.check_prefix()?.filter(|t| self.buf.len() >= *t))
+    }
+
+    /// A complete frame that is already buffered, without reading.
+    pub fn buffered_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        match self.check_prefix()? {
+            Some(total) if self.buf.len() >= total => Ok(Some(self.take(total))),
+            _ => Ok(None),
+        }
     }
 
     /// The next complete frame, prefix included; `None` at a clean EOF.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
-        loop {
-            if let Some(f) = self.buffered_frame()? {
-                return Ok(Some(f));
-            }
-            let n = self.fill().await?;
-            if n == 0 {
-                if self.buf.is_empty() {
-                    return Ok(None);
-                }
-                let want = if self.buf.len() >= LEN_PREFIX {
-                    i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize
-                        + LEN_PREFIX
-                } else {
-                    LEN_PREFIX
-                };
-                return Err(FrameError::Truncated {
-                    got: self.buf.len(),
-                    want,
-                });
-            }
-        }
+        let Some(total) = self.next_len().await? else {
+            return Ok(None);
+        };
+        self.ensure(total).await?;
+        Ok(Some(self.take(total)))
     }
+}
+
+fn eof_is_zero(e: std::io::Error) -> std::io::Result<usize> {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => Ok(0),
+        _ => Err(e),
+    }
+}
+
+/// A streamed copy failed on one side or the other.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{0}")]
+    Read(FrameError),
+    #[error("{0}")]
+    Write(std::io::Error),
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub mod api_versions;
 pub mod catalog;
 pub mod decision;
+pub mod fetch_scan;
 pub mod frame;
 pub mod header;
 pub mod wire;

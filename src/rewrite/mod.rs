@@ -14,6 +14,7 @@ use crate::protocol::decision::RewriteKind;
 use crate::protocol::header::response_body_offset;
 use crate::protocol::wire::{put_string, Reader, WireError};
 use bytes::{BufMut, BytesMut};
+pub use node_endpoints::rewrite_fetch_tail;
 use splice::Splice;
 use std::sync::Arc;
 

@@ -29,11 +29,11 @@ impl Batch {
         self.bytes >= FLUSH_BYTES || self.frames.len() >= MAX_SLICES
     }
 
-    /// Writes every queued frame, in order.
+    /// Writes every queued frame, in order, and flushes the writer.
     pub async fn flush<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> std::io::Result<()> {
         if self.frames.len() == 1 {
             w.write_all(&self.frames[0]).await?;
-        } else {
+        } else if !self.frames.is_empty() {
             let (mut i, mut off) = (0, 0);
             while i < self.frames.len() {
                 let mut slices = Vec::with_capacity((self.frames.len() - i).min(MAX_SLICES));
@@ -60,7 +60,9 @@ impl Batch {
         }
         self.frames.clear();
         self.bytes = 0;
-        Ok(())
+        // A TLS stream keeps encrypted bytes in its session buffer until
+        // flushed; without this they could wait for the next write.
+        w.flush().await
     }
 }
 

@@ -1,8 +1,19 @@
 //! Why a session ended. Each message says what happened and, where it
 //! helps, what to check.
 
+use super::state::InvalidTransition;
+use crate::filter::FilterError;
 use crate::protocol::frame::FrameError;
-use crate::upstream::dial::DialError;
+use crate::tls::describe::describe_io;
+use crate::upstream::connect::ConnectError;
+
+/// A frame error as an operator reads it (TLS causes spelled out).
+fn frame(e: &FrameError) -> String {
+    match e {
+        FrameError::Io(io) => describe_io(io),
+        other => other.to_string(),
+    }
+}
 
 impl SessionError {
     /// A bounded label for the protocol-error metric, if this is one.
@@ -16,7 +27,9 @@ impl SessionError {
             SessionError::ClientFrame(F::TooShort(_)) => "frame_too_short",
             SessionError::ClientFrame(F::Truncated { .. }) => "truncated_frame",
             SessionError::ClientMalformed { .. } => "malformed_request",
-            SessionError::Rejected { .. } => "refused_api",
+            SessionError::Filter(FilterError::MalformedRequest { .. }) => "malformed_request",
+            SessionError::Filter(FilterError::Rejected { .. }) => "refused_api",
+            SessionError::Filter(FilterError::MalformedResponse { .. }) => "malformed_response",
             SessionError::UpstreamFrame(F::Io(_)) => return None,
             SessionError::UpstreamFrame(_) => "bad_broker_frame",
             SessionError::UpstreamMalformed { .. } => "malformed_response",
@@ -32,22 +45,16 @@ pub enum SessionError {
     #[error("{0}")]
     Tls(String),
     #[error("{0}")]
-    Sasl(#[from] crate::upstream::sasl::SaslError),
-    #[error("re-authentication failed: {0}")]
-    Reauth(String),
-    #[error("upstream unavailable: {0}")]
-    Dial(#[from] DialError),
-    #[error("client connection failed: {0}")]
+    Connect(#[from] ConnectError),
+    #[error("{0}")]
+    Filter(#[from] FilterError),
+    #[error("state machine: {0}")]
+    State(String),
+    #[error("client connection failed: {}", frame(.0))]
     ClientFrame(FrameError),
     #[error("malformed request from client (api key {api_key:?}): {cause}")]
     ClientMalformed { api_key: Option<i16>, cause: String },
-    #[error("client sent api key {api_key} v{api_version}: {why}; the connection is closed")]
-    Rejected {
-        api_key: i16,
-        api_version: i16,
-        why: &'static str,
-    },
-    #[error("broker connection failed: {0}")]
+    #[error("broker connection failed: {}", frame(.0))]
     UpstreamFrame(FrameError),
     #[error("broker sent a malformed response to api key {api_key} v{api_version}: {cause}")]
     UpstreamMalformed {
@@ -76,4 +83,10 @@ pub enum SessionError {
         api_key: i16,
         after: std::time::Duration,
     },
+}
+
+impl From<InvalidTransition> for SessionError {
+    fn from(e: InvalidTransition) -> Self {
+        SessionError::State(e.to_string())
+    }
 }

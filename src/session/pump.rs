@@ -1,75 +1,58 @@
-//! The pump: requests client → broker and responses broker → client, run
-//! concurrently so neither direction can block the other. Requests are
-//! forwarded as the bytes that arrived; the in-flight queue tells the
-//! response side what each response must be, in order.
+//! The pump: requests client → broker here, responses broker → client in
+//! [`super::respond`], run concurrently so neither direction blocks the
+//! other. The request side *is* the connection's state machine from
+//! `Forwarding` on: each loop turn runs the arm of the current state, and
+//! only [`Machine::on`] moves it.
+//!
+//! Each request's length and header are peeked; the chain's plan says how
+//! much any filter needs. A frame nobody needs whole is cut through: what
+//! is buffered goes at once and the rest is copied in bounded chunks.
+//! Small frames already buffered leave together in one vectored write.
 
 use super::batch::Batch;
+use super::budget::Budget;
+use super::context::Context;
 use super::error::SessionError;
-use crate::metrics::{self, ListenerStats};
-use crate::protocol::api_versions::{api_versions_too_new, refuse_sasl, rewrite_api_versions};
-use crate::protocol::decision::{decide, RequestAction, ResponseAction};
-use crate::protocol::frame::FrameReader;
-use crate::protocol::header::{key, peek_produce_acks, peek_request_header, peek_response_correlation};
-use crate::rewrite::{rewrite, BrokerMapper};
-use crate::upstream::sasl::Authenticator;
-use bytes::Bytes;
+use super::inflight::{Pending, PumpInject};
+use super::state::{Event, Machine, State};
+use crate::filter::{Chain, Need, RequestVerdict, HEAD_BYTES};
+use crate::metrics;
+use crate::protocol::frame::{CopyError, FrameReader};
+use crate::protocol::header::{peek_request_header, RequestHeader};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tracing::{debug, warn};
 
-/// What the response side must produce next, in request order.
-#[derive(Debug)]
-pub enum Pending {
-    /// A response from the broker with this correlation id.
-    Expect {
-        correlation_id: i32,
-        api_key: i16,
-        api_version: i16,
-        action: ResponseAction,
-        sent_at: Instant,
-    },
-    /// A response kgate answered itself.
-    Local(Bytes),
-    /// Answered once every earlier response reached the client (re-auth drain).
-    Barrier(oneshot::Sender<()>),
-    /// A response to kgate's own request: handed back, never to the client.
-    Internal {
-        correlation_id: i32,
-        reply: oneshot::Sender<Bytes>,
-    },
-}
+/// Frames up to this size are assembled before forwarding (one write);
+/// larger ones not yet buffered are cut through.
+pub const CUT_THROUGH_MIN: usize = 64 * 1024;
+/// The fixed request header: size, api key, version, correlation id.
+const HEADER: usize = 12;
 
 /// Everything a pump needs besides the four stream halves.
-pub struct PumpCtx<'a> {
+pub struct Pump<'a> {
+    pub ctx: &'a Context,
+    pub chain: &'a Chain,
+    pub budget: &'a Budget,
     pub max_frame: usize,
     pub max_in_flight: usize,
-    pub mapper: &'a dyn BrokerMapper,
-    pub reauth: Option<ReauthPlan<'a>>,
-    pub stats: &'a ListenerStats,
     /// Flips to true on shutdown: stop reading, drain, close.
     pub shutdown: watch::Receiver<bool>,
     pub idle_timeout: Option<Duration>,
     pub request_timeout: Duration,
 }
 
-/// Re-authentication inputs for the request side (KIP-368).
-pub struct ReauthPlan<'a> {
-    pub authenticator: &'a Authenticator,
-    pub broker_host: &'a str,
-    pub session_lifetime_ms: i64,
-}
-
 /// Runs both directions until either side ends. `Ok` means the client
-/// closed cleanly.
+/// closed cleanly or the drain finished.
 pub async fn pump<CR, CW, UR, UW>(
     client_r: CR,
     client_w: CW,
     up_r: UR,
     up_w: UW,
-    ctx: PumpCtx<'_>,
+    p: &Pump<'_>,
+    machine: &mut Machine,
 ) -> Result<(), SessionError>
 where
     CR: AsyncRead + Unpin,
@@ -77,138 +60,219 @@ where
     UR: AsyncRead + Unpin,
     UW: AsyncWrite + Unpin + Send,
 {
-    let (tx, rx) = mpsc::channel(ctx.max_in_flight);
+    let (tx, rx) = mpsc::channel(p.max_in_flight);
     let in_flight = AtomicUsize::new(0);
-    let client = FrameReader::new(client_r, ctx.max_frame, 8, true);
-    let upstream = FrameReader::new(up_r, ctx.max_frame, 4, false);
+    let client = FrameReader::new(client_r, p.max_frame, 8, true);
+    let upstream = FrameReader::new(up_r, p.max_frame, 4, false);
+    let mut req = Requests {
+        client,
+        upstream: up_w,
+        tx,
+        in_flight: &in_flight,
+        batch: Batch::default(),
+    };
     tokio::select! {
-        r = requests(client, up_w, tx, &ctx, &in_flight) => r,
-        r = responses(upstream, client_w, rx, &ctx, &in_flight) => r,
+        r = req.run(p, machine) => r,
+        r = super::respond::responses(upstream, client_w, rx, p, &in_flight) => r,
     }
 }
 
-fn gone<T>(_: T) -> SessionError {
+pub(super) fn gone<T>(_: T) -> SessionError {
     SessionError::ResponseSideGone
 }
 
-/// What the response side must expect for a request, or `Err` to close.
-fn classify(frame: &Bytes) -> Result<Option<Pending>, SessionError> {
-    let h = peek_request_header(frame).map_err(|e| SessionError::ClientMalformed {
-        api_key: None,
-        cause: e.to_string(),
-    })?;
-    metrics::get().requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
-    match decide(h.api_key, h.api_version) {
-        RequestAction::Forward(action) => {
-            let acks_zero = h.api_key == key::PRODUCE
-                && peek_produce_acks(frame, &h).map_err(|e| SessionError::ClientMalformed {
-                    api_key: Some(h.api_key),
-                    cause: format!("cannot read Produce acks: {e}"),
-                })? == 0;
-            // acks=0 has no response: nothing to wait for.
-            Ok((!acks_zero).then(|| Pending::Expect {
-                correlation_id: h.correlation_id,
-                api_key: h.api_key,
-                api_version: h.api_version,
-                action,
-                sent_at: Instant::now(),
-            }))
-        }
-        RequestAction::RefuseSasl => {
-            warn!(
-                api_key = h.api_key,
-                "client sent SASL to a listener without client authentication; answering with an error (configure the client with security.protocol=PLAINTEXT)"
-            );
-            Ok(Some(Pending::Local(refuse_sasl(&h))))
-        }
-        RequestAction::ApiVersionsTooNew => {
-            debug!(
-                version = h.api_version,
-                "ApiVersions newer than kgate parses; asking for a lower one"
-            );
-            Ok(Some(Pending::Local(api_versions_too_new(h.correlation_id))))
-        }
-        RequestAction::Reject(why) => Err(SessionError::Rejected {
-            api_key: h.api_key,
-            api_version: h.api_version,
-            why,
-        }),
+fn copy_err(e: CopyError) -> SessionError {
+    match e {
+        CopyError::Read(f) => SessionError::ClientFrame(f),
+        CopyError::Write(w) => SessionError::UpstreamIo(w),
     }
 }
 
-async fn requests<R, W>(
-    mut client: FrameReader<R>,
-    mut upstream: W,
+/// What ended a wait for the next request.
+enum Wake {
+    Frame(usize),
+    ClientDone,
+    Timer,
+    Idle,
+    Shutdown,
+}
+
+struct Requests<'a, R, W> {
+    client: FrameReader<R>,
+    upstream: W,
     tx: mpsc::Sender<Pending>,
-    ctx: &PumpCtx<'_>,
-    in_flight: &AtomicUsize,
-) -> Result<(), SessionError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send,
-{
-    let mut shutdown = ctx.shutdown.clone();
-    let mut due = ctx
-        .reauth
-        .as_ref()
-        .and_then(|p| super::reauth::deadline(p.session_lifetime_ms));
-    let mut idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
-    let mut batch = Batch::default();
-    loop {
-        let next = tokio::select! {
-            // next_frame keeps partial input in its buffer: cancel-safe.
-            f = client.next_frame() => f.map_err(SessionError::ClientFrame)?,
-            _ = sleep_until(due) => {
-                if let Some(plan) = &ctx.reauth {
-                    due = super::reauth::run(plan, &tx, &mut upstream).await?;
-                }
-                continue;
-            }
-            _ = sleep_until(idle_at) => {
-                if in_flight.load(Relaxed) > 0 {
-                    idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
-                    continue;
-                }
-                return Err(SessionError::Idle(ctx.idle_timeout.unwrap_or_default()));
-            }
-            _ = stopping(&mut shutdown) => {
-                // Draining: no new requests; the in-flight ones finish.
-                let (done, drained) = oneshot::channel();
-                tx.send(Pending::Barrier(done)).await.map_err(gone)?;
-                let _ = drained.await;
-                return Ok(());
-            }
-        };
-        let Some(mut frame) = next else { return Ok(()) };
-        idle_at = ctx.idle_timeout.map(|d| Instant::now() + d);
-        // This frame and any others already buffered leave in one write.
+    in_flight: &'a AtomicUsize,
+    batch: Batch,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin + Send> Requests<'_, R, W> {
+    /// The state machine from `Forwarding` to `Closed`.
+    async fn run(&mut self, p: &Pump<'_>, m: &mut Machine) -> Result<(), SessionError> {
+        let mut shutdown = p.shutdown.clone();
+        let mut idle_at = p.idle_timeout.map(|d| Instant::now() + d);
         loop {
-            ctx.stats
-                .bytes_client_to_broker
-                .fetch_add(frame.len() as u64, Relaxed);
-            match classify(&frame)? {
-                Some(local @ Pending::Local(_)) => tx.send(local).await.map_err(gone)?,
-                // Registered before the bytes leave, so the response side
-                // always knows what to expect; a full queue is back-pressure.
-                Some(expect) => {
-                    in_flight.fetch_add(1, Relaxed);
-                    tx.send(expect).await.map_err(gone)?;
-                    batch.push(frame);
+            match m.state() {
+                State::Forwarding => match self.wait(p, &mut shutdown, idle_at).await? {
+                    Wake::Frame(total) => {
+                        idle_at = p.idle_timeout.map(|d| Instant::now() + d);
+                        self.forward(p, total).await?;
+                    }
+                    Wake::ClientDone => {
+                        m.on(Event::Ended)?;
+                    }
+                    Wake::Timer => {
+                        m.on(Event::ReauthDue)?;
+                    }
+                    Wake::Idle if self.in_flight.load(Relaxed) > 0 => {
+                        idle_at = p.idle_timeout.map(|d| Instant::now() + d);
+                    }
+                    Wake::Idle => return Err(SessionError::Idle(p.idle_timeout.unwrap_or_default())),
+                    Wake::Shutdown => {
+                        m.on(Event::ShutdownRequested)?;
+                    }
+                },
+                State::PausedForReauth => {
+                    // New requests stay unread (back-pressure); in-flight
+                    // responses drain first, then the filters' own requests.
+                    self.barrier().await?;
+                    let mut io = PumpInject {
+                        tx: &self.tx,
+                        upstream: &mut self.upstream,
+                    };
+                    p.chain.run_timers(p.ctx, &mut io).await?;
+                    m.on(Event::Reauthenticated)?;
                 }
-                None => batch.push(frame),
+                State::Draining => {
+                    self.barrier().await?;
+                    m.on(Event::Ended)?;
+                }
+                State::Closed => return Ok(()),
+                other => {
+                    return Err(SessionError::State(format!("pump started in state {other}")));
+                }
             }
-            if batch.full() {
+        }
+    }
+
+    /// Resolves once every earlier response reached the client.
+    async fn barrier(&mut self) -> Result<(), SessionError> {
+        let (done, drained) = oneshot::channel();
+        self.tx.send(Pending::Barrier(done)).await.map_err(gone)?;
+        drained.await.map_err(gone)
+    }
+
+    async fn wait(
+        &mut self,
+        p: &Pump<'_>,
+        shutdown: &mut watch::Receiver<bool>,
+        idle_at: Option<Instant>,
+    ) -> Result<Wake, SessionError> {
+        let timer = p.chain.next_timer(p.ctx);
+        // next_len keeps partial input in its buffer: cancel-safe.
+        tokio::select! {
+            n = self.client.next_len() => Ok(match n.map_err(SessionError::ClientFrame)? {
+                Some(total) => Wake::Frame(total),
+                None => Wake::ClientDone,
+            }),
+            _ = sleep_until(timer) => Ok(Wake::Timer),
+            _ = sleep_until(idle_at) => Ok(Wake::Idle),
+            _ = stopping(shutdown) => Ok(Wake::Shutdown),
+        }
+    }
+
+    /// Forwards the frame at the head of the buffer (and any complete ones
+    /// behind it), then flushes.
+    async fn forward(&mut self, p: &Pump<'_>, mut total: usize) -> Result<(), SessionError> {
+        loop {
+            self.one(p, total).await?;
+            if self.batch.full() {
                 break;
             }
-            match client.buffered_frame().map_err(SessionError::ClientFrame)? {
-                Some(f) => frame = f,
+            match self
+                .client
+                .buffered_frame_len()
+                .map_err(SessionError::ClientFrame)?
+            {
+                Some(t) => total = t,
                 None => break,
             }
         }
-        batch
-            .flush(&mut upstream)
+        self.batch
+            .flush(&mut self.upstream)
             .await
             .map_err(SessionError::UpstreamIo)?;
+        self.client.shrink();
+        Ok(())
+    }
+
+    async fn one(&mut self, p: &Pump<'_>, total: usize) -> Result<(), SessionError> {
+        let c = &mut self.client;
+        c.ensure(HEADER).await.map_err(SessionError::ClientFrame)?;
+        let h = peek_request_header(c.buffered()).map_err(|e| SessionError::ClientMalformed {
+            api_key: None,
+            cause: e.to_string(),
+        })?;
+        metrics::get().requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
+        p.ctx
+            .stats
+            .bytes_client_to_broker
+            .fetch_add(total as u64, Relaxed);
+        let plan = p.chain.plan(h.api_key, h.api_version);
+        let seen = match plan.request {
+            Need::Skip => 0,
+            Need::Header => HEADER,
+            Need::Head => total.min(HEAD_BYTES),
+            Need::Whole => total,
+        };
+        let _held = p.budget.hold(seen).await;
+        c.ensure(seen).await.map_err(SessionError::ClientFrame)?;
+        let verdict = match plan.request {
+            Need::Skip => RequestVerdict::Pass,
+            _ => p.chain.on_request(p.ctx, &h, &c.buffered()[..seen], &plan)?,
+        };
+        match verdict {
+            RequestVerdict::Answer(bytes) => {
+                // The request is dropped: read past it, answer in order.
+                c.copy_to(total, &mut tokio::io::sink()).await.map_err(copy_err)?;
+                self.tx.send(Pending::Local(bytes)).await.map_err(gone)
+            }
+            RequestVerdict::NoResponse => self.send(total).await,
+            RequestVerdict::Pass => {
+                self.expect(h, plan).await?;
+                self.send(total).await
+            }
+        }
+    }
+
+    /// Registered before the bytes leave, so the response side always
+    /// knows what to expect; a full queue is back-pressure.
+    async fn expect(&mut self, header: RequestHeader, plan: crate::filter::Plan) -> Result<(), SessionError> {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.tx
+            .send(Pending::Expect {
+                header,
+                plan,
+                sent_at: Instant::now(),
+            })
+            .await
+            .map_err(gone)
+    }
+
+    /// Sends the frame at the head of the buffer: whole if it is (or is
+    /// small enough to be), else cut through.
+    async fn send(&mut self, total: usize) -> Result<(), SessionError> {
+        let c = &mut self.client;
+        if c.buffered().len() >= total || total <= CUT_THROUGH_MIN {
+            c.ensure(total).await.map_err(SessionError::ClientFrame)?;
+            self.batch.push(c.take(total));
+            return Ok(());
+        }
+        metrics::get().frames_streamed[0].fetch_add(1, Relaxed);
+        self.batch
+            .flush(&mut self.upstream)
+            .await
+            .map_err(SessionError::UpstreamIo)?;
+        c.copy_to(total, &mut self.upstream).await.map_err(copy_err)
     }
 }
 
@@ -219,175 +283,9 @@ async fn stopping(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+pub(super) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-async fn responses<R, W>(
-    mut upstream: FrameReader<R>,
-    mut client: W,
-    mut rx: mpsc::Receiver<Pending>,
-    ctx: &PumpCtx<'_>,
-    in_flight: &AtomicUsize,
-) -> Result<(), SessionError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    use tokio::sync::mpsc::error::TryRecvError;
-    let m = metrics::get();
-    let timeout = ctx.request_timeout;
-    // Responses ready back to back leave in one vectored write.
-    let mut batch = Batch::default();
-    loop {
-        let pending = if batch.is_empty() {
-            tokio::select! {
-                biased;
-                p = rx.recv() => match p {
-                    Some(p) => p,
-                    None => return Ok(()),
-                },
-                // Nothing is in flight: any byte from the broker is unsolicited.
-                n = upstream.fill(), if !upstream.has_buffered() => {
-                    return Err(match n.map_err(SessionError::UpstreamFrame)? {
-                        0 => SessionError::UpstreamClosed { in_flight: 0 },
-                        _ => SessionError::Unsolicited,
-                    });
-                }
-            }
-        } else {
-            match rx.try_recv() {
-                Ok(p) => p,
-                Err(e) => {
-                    batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
-                    if e == TryRecvError::Disconnected {
-                        return Ok(());
-                    }
-                    continue;
-                }
-            }
-        };
-        let (correlation_id, api_key, api_version, action, sent_at) = match pending {
-            Pending::Local(bytes) => {
-                batch.push(bytes);
-                continue;
-            }
-            Pending::Barrier(done) => {
-                batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
-                let _ = done.send(());
-                continue;
-            }
-            Pending::Internal {
-                correlation_id,
-                reply,
-            } => {
-                batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
-                let frame = next_response(
-                    &mut upstream,
-                    &mut batch,
-                    &mut client,
-                    correlation_id,
-                    -1,
-                    -1,
-                    timeout,
-                )
-                .await?;
-                let _ = reply.send(frame);
-                continue;
-            }
-            Pending::Expect {
-                correlation_id,
-                api_key,
-                api_version,
-                action,
-                sent_at,
-            } => (correlation_id, api_key, api_version, action, sent_at),
-        };
-        let frame = next_response(
-            &mut upstream,
-            &mut batch,
-            &mut client,
-            correlation_id,
-            api_key,
-            api_version,
-            timeout,
-        )
-        .await?;
-        let malformed = |cause: String| SessionError::UpstreamMalformed {
-            api_key,
-            api_version,
-            cause,
-        };
-        let out = match action {
-            ResponseAction::PassThrough => frame,
-            ResponseAction::ApiVersions => rewrite_api_versions(&frame, api_version)
-                .map_err(|e| malformed(e.to_string()))?
-                .freeze(),
-            ResponseAction::Rewrite(kind) => {
-                match rewrite(kind, &frame, api_key, api_version, ctx.mapper)
-                    .map_err(|e| malformed(e.to_string()))?
-                {
-                    Some(new) => new.freeze(),
-                    None => frame,
-                }
-            }
-        };
-        in_flight.fetch_sub(1, Relaxed);
-        let slot = metrics::slot(api_key);
-        m.responses[slot].fetch_add(1, Relaxed);
-        m.latency[slot].observe(sent_at.elapsed());
-        ctx.stats
-            .bytes_broker_to_client
-            .fetch_add(out.len() as u64, Relaxed);
-        batch.push(out);
-        if batch.full() {
-            batch.flush(&mut client).await.map_err(SessionError::ClientIo)?;
-        }
-    }
-}
-
-/// The next response, checked to answer `correlation_id`. One already
-/// buffered is taken at once; before waiting for the broker, queued
-/// responses go to the client.
-async fn next_response<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    upstream: &mut FrameReader<R>,
-    batch: &mut Batch,
-    client: &mut W,
-    correlation_id: i32,
-    api_key: i16,
-    api_version: i16,
-    timeout: Duration,
-) -> Result<Bytes, SessionError> {
-    let frame = match upstream.buffered_frame().map_err(SessionError::UpstreamFrame)? {
-        Some(f) => f,
-        None => {
-            if !batch.is_empty() {
-                batch.flush(client).await.map_err(SessionError::ClientIo)?;
-            }
-            tokio::time::timeout(timeout, upstream.next_frame())
-                .await
-                .map_err(|_| SessionError::RequestTimeout {
-                    api_key,
-                    after: timeout,
-                })?
-                .map_err(SessionError::UpstreamFrame)?
-                .ok_or(SessionError::UpstreamClosed { in_flight: 1 })?
-        }
-    };
-    let got = peek_response_correlation(&frame).map_err(|e| SessionError::UpstreamMalformed {
-        api_key,
-        api_version,
-        cause: e.to_string(),
-    })?;
-    if got != correlation_id {
-        return Err(SessionError::CorrelationMismatch {
-            api_key,
-            expected: correlation_id,
-            got,
-        });
-    }
-    Ok(frame)
 }

@@ -27,6 +27,7 @@
 //! * **Closed**: terminal.
 
 use std::fmt;
+use tracing::debug;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -92,6 +93,43 @@ impl State {
     }
 }
 
+/// The state a connection is in. Every change goes through
+/// [`Machine::on`]: it is checked against the table, logged at debug, and
+/// a refused one is an error the session closes on — never silent.
+#[derive(Debug)]
+pub struct Machine {
+    state: State,
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Machine {
+            state: State::Connecting,
+        }
+    }
+}
+
+impl Machine {
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn on(&mut self, event: Event) -> Result<State, InvalidTransition> {
+        let from = self.state;
+        match from.on(event) {
+            Ok(to) => {
+                debug!(%from, %to, ?event, "state");
+                self.state = to;
+                Ok(to)
+            }
+            Err(e) => {
+                debug!(%from, ?event, "state change refused");
+                Err(e)
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Event::*;
@@ -112,6 +150,58 @@ mod tests {
         assert_eq!(p.on(Reauthenticated).unwrap(), Forwarding);
         assert_eq!(s.on(ShutdownRequested).unwrap(), Draining);
         assert_eq!(Draining.on(Ended).unwrap(), Closed);
+    }
+
+    #[test]
+    fn machine_walks_the_table_and_refuses_what_it_does_not_allow() {
+        use super::Machine;
+        let mut m = Machine::default();
+        assert_eq!(m.state(), Connecting);
+        assert!(m.on(Authenticated).is_err());
+        assert_eq!(m.state(), Connecting, "a refused event leaves the state alone");
+        assert_eq!(m.on(UpstreamConnected { sasl: true }).unwrap(), Authenticating);
+        assert!(m.on(ReauthDue).is_err());
+        assert_eq!(m.on(Authenticated).unwrap(), Forwarding);
+        assert_eq!(m.on(ReauthDue).unwrap(), PausedForReauth);
+        assert!(m.on(ReauthDue).is_err());
+        assert_eq!(m.on(ShutdownRequested).unwrap(), Draining);
+        assert!(m.on(Reauthenticated).is_err());
+        assert_eq!(m.on(Ended).unwrap(), Closed);
+        assert!(m.on(UpstreamConnected { sasl: false }).is_err());
+        assert!(m.on(ShutdownRequested).is_err());
+    }
+
+    #[test]
+    fn every_pair_is_either_in_the_table_or_refused() {
+        let states = [
+            Connecting,
+            Authenticating,
+            Forwarding,
+            PausedForReauth,
+            Draining,
+            Closed,
+        ];
+        let events = [
+            UpstreamConnected { sasl: true },
+            UpstreamConnected { sasl: false },
+            Authenticated,
+            ReauthDue,
+            Reauthenticated,
+            ShutdownRequested,
+            Ended,
+        ];
+        let mut allowed = 0;
+        for s in states {
+            for e in events {
+                if let Ok(to) = s.on(e) {
+                    allowed += 1;
+                    assert!(e == Ended || s != Closed, "{s} must be terminal");
+                    assert!(to != Connecting, "nothing returns to Connecting");
+                }
+            }
+        }
+        // 10 listed transitions plus Ended from each of the 6 states.
+        assert_eq!(allowed, 16);
     }
 
     #[test]

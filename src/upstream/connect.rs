@@ -1,101 +1,128 @@
-//! kgate's own SASL exchange on a fresh upstream connection, before any
-//! client byte is forwarded, and the per-broker back-off after MSK's
-//! "Too many connects".
+//! The one way to reach a broker: back-off, dial (with dial mapping), TLS,
+//! then SASL. Sessions, the upstream probe and anything later (cut-over,
+//! storm control) go through [`Connector`].
+//!
+//! [`Connector::open`] and [`Connector::authenticate`] are separate steps so
+//! a session's state machine can show `Connecting` and `Authenticating`;
+//! [`Connector::connect`] runs both.
 
-use super::stream::Stream;
-use crate::protocol::frame::{frame_len, LEN_PREFIX};
-use crate::upstream::sasl::{Authenticator, Outcome, SaslError, Transport, KGATE_CORRELATION_BASE};
-use bytes::Bytes;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use super::dial::{dial, DialError, Route};
+use super::sasl::direct::Direct;
+use super::sasl::{Authenticator, SaslError};
+use super::throttle::Throttle;
+use super::tls::UpstreamTls;
+use crate::config::{Config, HostPort};
+use crate::metrics;
+use crate::tls::stream::Stream;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
-use tracing::warn;
 
-/// SASL responses are small; anything larger is a lie.
-const MAX_SASL_FRAME: usize = 1024 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Direct<'a> {
-    stream: &'a mut Stream,
-    next: i32,
+/// An open upstream connection.
+pub struct Upstream {
+    pub stream: Stream,
+    /// The broker's real name (TLS name, signing host).
+    pub broker: HostPort,
+    /// From the last SASL exchange; 0 when the broker sets no limit.
+    pub session_lifetime_ms: i64,
 }
 
-impl Transport for Direct<'_> {
-    async fn round_trip(&mut self, request: Bytes, _correlation_id: i32) -> Result<Bytes, String> {
-        self.stream.write_all(&request).await.map_err(|e| e.to_string())?;
-        let mut len = [0u8; LEN_PREFIX];
-        self.stream
-            .read_exact(&mut len)
-            .await
-            .map_err(|e| e.to_string())?;
-        let total = frame_len(len, 4, MAX_SASL_FRAME).map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; total];
-        buf[..LEN_PREFIX].copy_from_slice(&len);
-        self.stream
-            .read_exact(&mut buf[LEN_PREFIX..])
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(Bytes::from(buf))
-    }
-
-    fn next_correlation(&mut self) -> i32 {
-        self.next = self.next.wrapping_add(1);
-        self.next
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("upstream unavailable: {0}")]
+    Dial(#[from] DialError),
+    #[error("{0}")]
+    Tls(String),
+    #[error("{0}")]
+    Sasl(#[from] SaslError),
 }
 
-/// Authenticates a fresh upstream connection.
-pub async fn authenticate(
-    a: &Authenticator,
-    stream: &mut Stream,
-    broker_host: &str,
-) -> Result<Outcome, SaslError> {
-    let mut t = Direct {
-        stream,
-        next: KGATE_CORRELATION_BASE,
-    };
-    a.authenticate(&mut t, broker_host).await
+/// Dial mapping, TCP, TLS, SASL and per-broker back-off, in one place.
+pub struct Connector {
+    pub config: Arc<Config>,
+    pub tls: Option<UpstreamTls>,
+    pub authenticator: Option<Arc<Authenticator>>,
+    pub throttle: Throttle,
 }
 
-/// Back-off per broker after the broker throttled authentication.
-#[derive(Default)]
-pub struct Throttle {
-    until: Mutex<HashMap<String, (Instant, Duration)>>,
-}
-
-impl Throttle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Duration)>> {
-        match self.until.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+impl Connector {
+    pub fn new(
+        config: Arc<Config>,
+        tls: Option<UpstreamTls>,
+        authenticator: Option<Arc<Authenticator>>,
+    ) -> Self {
+        Connector {
+            config,
+            tls,
+            authenticator,
+            throttle: Throttle::default(),
         }
     }
 
-    /// Waits out an active back-off for `broker`.
-    pub async fn wait(&self, broker: &str) {
-        let until = self.lock().get(broker).map(|(u, _)| *u);
-        if let Some(u) = until.filter(|u| *u > Instant::now()) {
-            tokio::time::sleep_until(u).await;
-        }
+    /// Whether [`Connector::authenticate`] has work to do.
+    pub fn uses_sasl(&self) -> bool {
+        self.authenticator.is_some()
     }
 
-    /// Doubles the back-off for `broker` (0.5 s up to 10 s).
-    pub fn hit(&self, broker: &str) {
-        let mut m = self.lock();
-        let next = m
-            .get(broker)
-            .map(|(_, d)| (*d * 2).min(Duration::from_secs(10)))
-            .unwrap_or(Duration::from_millis(500));
-        warn!(
+    /// Waits out any back-off, dials and completes TLS.
+    pub async fn open(&self, route: &Route) -> Result<Upstream, ConnectError> {
+        if let Route::Broker(b) = route {
+            self.throttle.wait(&b.to_string()).await;
+        }
+        let m = metrics::get();
+        let up = dial(&self.config, route).await.inspect_err(|_| {
+            m.upstream_failures.add(("connect", "unreachable".into()), 1);
+        })?;
+        let broker = up.broker.clone();
+        let stream = match &self.tls {
+            Some(tls) => {
+                let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(up.stream, &broker.host))
+                    .await
+                    .map_err(|_| ConnectError::Tls(format!("TLS handshake with {broker} timed out")))
+                    .and_then(|r| r.map_err(ConnectError::Tls))
+                    .inspect_err(|_| m.upstream_failures.add(("tls", "handshake".into()), 1))?;
+                Stream::Client(Box::new(s))
+            }
+            None => Stream::Plain(up.stream),
+        };
+        Ok(Upstream {
+            stream,
             broker,
-            backoff_ms = next.as_millis() as u64,
-            "broker throttles new connections; backing off"
-        );
-        m.insert(broker.to_string(), (Instant::now() + next, next));
+            session_lifetime_ms: 0,
+        })
     }
 
-    pub fn clear(&self, broker: &str) {
-        self.lock().remove(broker);
+    /// kgate's own SASL exchange on a fresh connection (a no-op without
+    /// SASL). "Too many connects" starts a back-off for that broker.
+    pub async fn authenticate(&self, up: &mut Upstream) -> Result<(), ConnectError> {
+        let Some(a) = &self.authenticator else {
+            return Ok(());
+        };
+        let key = up.broker.to_string();
+        match a
+            .authenticate(&mut Direct::new(&mut up.stream), &up.broker.host)
+            .await
+        {
+            Ok(o) => {
+                self.throttle.clear(&key);
+                up.session_lifetime_ms = o.session_lifetime_ms;
+                Ok(())
+            }
+            Err(e) => {
+                if e.is_throttle() {
+                    self.throttle.hit(&key);
+                }
+                metrics::get().upstream_failures.add(("sasl", e.short_cause()), 1);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// [`Connector::open`] then [`Connector::authenticate`].
+    pub async fn connect(&self, route: &Route) -> Result<Upstream, ConnectError> {
+        let mut up = self.open(route).await?;
+        self.authenticate(&mut up).await?;
+        Ok(up)
     }
 }

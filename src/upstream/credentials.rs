@@ -12,6 +12,25 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+/// Stands in when the SDK found no credential source at all: every attempt
+/// to sign fails with a message that says what to set. No path signs with
+/// made-up keys.
+#[derive(Debug)]
+struct NoCredentials;
+
+impl ProvideCredentials for NoCredentials {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no AWS credential source found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a web identity, or run with an instance or task role)",
+            ),
+        ))
+    }
+}
+
 /// Never refresh earlier than this before expiry.
 const MAX_REFRESH_AHEAD: Duration = Duration::from_secs(300);
 const ATTEMPTS: u32 = 4;
@@ -75,9 +94,9 @@ impl CredentialCache {
         }
         let sdk = loader.load().await;
         let provider = match &aws.role_arn {
-            None => sdk.credentials_provider().unwrap_or_else(|| {
-                SharedCredentialsProvider::new(aws_credential_types::Credentials::for_tests())
-            }),
+            None => sdk
+                .credentials_provider()
+                .unwrap_or_else(|| SharedCredentialsProvider::new(NoCredentials)),
             Some(role) => {
                 let mut b = AssumeRoleProvider::builder(role.clone()).session_name(aws.session_name.clone());
                 if let Some(e) = &aws.external_id {

@@ -4,10 +4,26 @@
 //! servers and brokers learned from the cluster, never a client's address.
 
 use crate::config::{Config, HostPort};
-use crate::listener::registry::Target;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
+
+/// Where a connection must go: any bootstrap server, or one broker by its
+/// real name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Bootstrap,
+    Broker(HostPort),
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Bootstrap => f.write_str("bootstrap"),
+            Route::Broker(b) => b.fmt(f),
+        }
+    }
+}
 
 /// An open upstream connection and the broker it reaches.
 pub struct Dialled {
@@ -54,12 +70,12 @@ async fn connect(config: &Config, broker: &HostPort) -> Result<Dialled, DialErro
 
 const BOOTSTRAP_ROUNDS: u32 = 4;
 
-/// Connects to what a listener stands for. The bootstrap listener tries
-/// each bootstrap server in turn, with backoff between rounds.
-pub async fn dial(config: &Config, target: &Target) -> Result<Dialled, DialError> {
-    match target {
-        Target::Broker(slot) => connect(config, &slot.upstream()).await,
-        Target::Bootstrap => {
+/// Connects to `route`. The bootstrap route tries each bootstrap server in
+/// turn, with backoff between rounds.
+pub async fn dial(config: &Config, route: &Route) -> Result<Dialled, DialError> {
+    match route {
+        Route::Broker(b) => connect(config, b).await,
+        Route::Bootstrap => {
             let mut backoff = Duration::from_millis(100);
             let mut last = String::new();
             for round in 1..=BOOTSTRAP_ROUNDS {

@@ -1,8 +1,10 @@
-//! The upstream side: dialling brokers (with dial-address mapping) and,
-//! later, TLS and SASL toward them.
+//! The upstream side, behind one entry point ([`connect::Connector`]):
+//! dial mapping, TCP, TLS, SASL, credentials and per-broker back-off.
+//! Nothing here imports the session or the listeners.
 
+pub mod connect;
 pub mod credentials;
 pub mod dial;
-pub mod probe;
 pub mod sasl;
+pub mod throttle;
 pub mod tls;

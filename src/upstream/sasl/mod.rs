@@ -3,6 +3,7 @@
 //! v1 (which reports `session_lifetime_ms` for KIP-368 re-authentication).
 //! Broker responses are read with the bounds-checked reader only.
 
+pub mod direct;
 pub mod msk_iam;
 pub mod scram;
 pub mod sigv4;

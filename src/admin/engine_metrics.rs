@@ -1,0 +1,68 @@
+//! Prometheus lines for the engine: address rewrites, the frame-assembly
+//! budget, streamed frames and refused broker listeners.
+
+use crate::metrics::Metrics;
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+pub fn render(m: &Metrics, o: &mut String) {
+    head(
+        o,
+        "kgate_address_rewrites_total",
+        "counter",
+        "Responses in which kgate replaced broker addresses, by API (fetch and produce: KIP-951 node_endpoints).",
+    );
+    for (api, n) in m.address_rewrites.snapshot() {
+        let _ = writeln!(o, "kgate_address_rewrites_total{{api=\"{api}\"}} {n}");
+    }
+    head(
+        o,
+        "kgate_buffer_budget_used_bytes",
+        "gauge",
+        "Bytes of the process-wide frame-assembly budget in use.",
+    );
+    let _ = writeln!(
+        o,
+        "kgate_buffer_budget_used_bytes {}",
+        m.buffer_budget_used.load(Relaxed)
+    );
+    head(
+        o,
+        "kgate_buffer_budget_waits_total",
+        "counter",
+        "Times a connection waited for frame-assembly budget (back-pressure).",
+    );
+    let _ = writeln!(
+        o,
+        "kgate_buffer_budget_waits_total {}",
+        m.buffer_budget_waits.load(Relaxed)
+    );
+    head(
+        o,
+        "kgate_frames_streamed_total",
+        "counter",
+        "Frames forwarded cut-through, without being assembled.",
+    );
+    for (i, dir) in ["request", "response"].iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "kgate_frames_streamed_total{{direction=\"{dir}\"}} {}",
+            m.frames_streamed[i].load(Relaxed)
+        );
+    }
+    head(
+        o,
+        "kgate_dynamic_listeners_refused_total",
+        "counter",
+        "Brokers refused a listener: cap reached, invalid host or port.",
+    );
+    let _ = writeln!(
+        o,
+        "kgate_dynamic_listeners_refused_total {}",
+        m.dynamic_listeners_refused.load(Relaxed)
+    );
+}

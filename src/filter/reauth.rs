@@ -1,0 +1,116 @@
+//! KIP-368 re-authentication toward the broker. At a jittered 85–90 % of
+//! the session lifetime the broker granted, the pump holds new client
+//! requests, lets in-flight responses drain, and this filter runs
+//! SaslHandshake and SaslAuthenticate through [`Inject`] with kgate's own
+//! correlation ids; their responses never reach the client.
+
+use super::{BoxFuture, Conn, Filter, FilterError, Inject};
+use crate::metrics;
+use crate::upstream::sasl::{Authenticator, Transport, KGATE_CORRELATION_BASE};
+use bytes::Bytes;
+use rand::Rng;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+pub struct Reauth {
+    pub authenticator: Arc<Authenticator>,
+}
+
+/// When to re-authenticate: a jittered 85–90 % of the session lifetime.
+pub fn deadline(session_lifetime_ms: i64) -> Option<Instant> {
+    if session_lifetime_ms <= 0 {
+        return None;
+    }
+    let f: f64 = rand::rng().random_range(0.85..0.90);
+    Some(Instant::now() + Duration::from_millis((session_lifetime_ms as f64 * f) as u64))
+}
+
+/// The SASL exchange's transport over the paused pump.
+struct Injected<'a> {
+    io: &'a mut dyn Inject,
+    next: i32,
+}
+
+impl Transport for Injected<'_> {
+    async fn round_trip(&mut self, request: Bytes, correlation_id: i32) -> Result<Bytes, String> {
+        self.io.round_trip(request, correlation_id).await
+    }
+
+    fn next_correlation(&mut self) -> i32 {
+        self.next = self.next.wrapping_add(1);
+        self.next
+    }
+}
+
+impl Reauth {
+    async fn run(&self, conn: &dyn Conn, io: &mut dyn Inject) -> Result<(), FilterError> {
+        let m = metrics::get();
+        let started = Instant::now();
+        let Some(broker) = conn.broker() else {
+            return Err(FilterError::Reauth("no broker connected".into()));
+        };
+        let mut t = Injected {
+            io,
+            next: KGATE_CORRELATION_BASE + 1_000_000,
+        };
+        match self.authenticator.authenticate(&mut t, &broker.host).await {
+            Ok(outcome) => {
+                let pause = started.elapsed();
+                m.reauth_total.fetch_add(1, Relaxed);
+                m.reauth_pause.observe(pause);
+                info!(
+                    pause_ms = pause.as_secs_f64() * 1e3,
+                    session_lifetime_ms = outcome.session_lifetime_ms,
+                    "re-authenticated"
+                );
+                conn.set_session_lifetime_ms(outcome.session_lifetime_ms);
+                conn.set_reauth_due(deadline(outcome.session_lifetime_ms));
+                Ok(())
+            }
+            Err(e) => {
+                m.reauth_failures_total.fetch_add(1, Relaxed);
+                warn!(error = %e, "re-authentication failed; closing the connection so the client reconnects");
+                Err(FilterError::Reauth(e.to_string()))
+            }
+        }
+    }
+}
+
+impl Filter for Reauth {
+    fn name(&self) -> &'static str {
+        "reauth"
+    }
+
+    fn timer(&self, conn: &dyn Conn) -> Option<Instant> {
+        conn.reauth_due()
+    }
+
+    fn on_timer<'a>(
+        &'a self,
+        conn: &'a dyn Conn,
+        io: &'a mut dyn Inject,
+    ) -> BoxFuture<'a, Result<(), FilterError>> {
+        Box::pin(self.run(conn, io))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_85_to_90_percent_of_the_lifetime() {
+        assert!(deadline(0).is_none());
+        assert!(deadline(-5).is_none());
+        for _ in 0..50 {
+            let d = deadline(10_000).unwrap() - Instant::now();
+            assert!(
+                d >= Duration::from_millis(8_400) && d <= Duration::from_millis(9_000),
+                "{d:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The per-connection context: created at accept, handed to every step of
+//! the pipeline — client TLS, the upstream connection, every filter, the
+//! logs and the metrics. Who the client is, where it came in, which broker
+//! it reaches, and (later) as whom.
+
+use super::target::Target;
+use crate::config::HostPort;
+use crate::filter::Conn;
+use crate::metrics::{self, ListenerStats};
+use crate::tls::identity::Identity;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::time::Instant;
+
+/// What client TLS established.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// The verified client certificate, when one was presented.
+    pub identity: Option<Identity>,
+    /// The name the client asked for (SNI).
+    pub sni: Option<String>,
+}
+
+#[derive(Default)]
+struct Mutable {
+    tls: Option<ClientTls>,
+    broker: Option<HostPort>,
+    principal: Option<Arc<str>>,
+    reauth_due: Option<Instant>,
+}
+
+pub struct Context {
+    /// Process-unique connection number (logs).
+    pub id: u64,
+    pub listener: String,
+    pub client: SocketAddr,
+    pub target: Target,
+    pub stats: Arc<ListenerStats>,
+    session_lifetime_ms: AtomicI64,
+    inner: Mutex<Mutable>,
+    /// Immutable copy of the identity subject, for `Conn::identity`.
+    subject: std::sync::OnceLock<String>,
+}
+
+impl Context {
+    pub fn new(client: SocketAddr, target: Target) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let listener = target.label();
+        Context {
+            id: NEXT.fetch_add(1, Relaxed),
+            stats: metrics::get().listener(&listener),
+            listener,
+            client,
+            target,
+            session_lifetime_ms: AtomicI64::new(0),
+            inner: Mutex::new(Mutable::default()),
+            subject: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mutable> {
+        match self.inner.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub fn set_tls(&self, tls: ClientTls) {
+        if let Some(id) = &tls.identity {
+            let _ = self.subject.set(id.subject.clone());
+        }
+        self.lock().tls = Some(tls);
+    }
+
+    pub fn tls(&self) -> Option<ClientTls> {
+        self.lock().tls.clone()
+    }
+
+    pub fn set_broker(&self, b: HostPort) {
+        self.lock().broker = Some(b);
+    }
+
+    /// Room for the identity issue: who the client authenticated as.
+    pub fn principal(&self) -> Option<Arc<str>> {
+        self.lock().principal.clone()
+    }
+
+    pub fn set_principal(&self, p: &str) {
+        self.lock().principal = Some(p.into());
+    }
+}
+
+impl Conn for Context {
+    fn listener(&self) -> &str {
+        &self.listener
+    }
+    fn client(&self) -> SocketAddr {
+        self.client
+    }
+    fn identity(&self) -> Option<&str> {
+        self.subject.get().map(String::as_str)
+    }
+    fn broker(&self) -> Option<HostPort> {
+        self.lock().broker.clone()
+    }
+    fn session_lifetime_ms(&self) -> i64 {
+        self.session_lifetime_ms.load(Relaxed)
+    }
+    fn set_session_lifetime_ms(&self, ms: i64) {
+        self.session_lifetime_ms.store(ms, Relaxed)
+    }
+    fn reauth_due(&self) -> Option<Instant> {
+        self.lock().reauth_due
+    }
+    fn set_reauth_due(&self, at: Option<Instant>) {
+        self.lock().reauth_due = at;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_carries_identity_broker_and_principal() {
+        let c = Context::new("127.0.0.1:5000".parse().unwrap(), Target::Bootstrap);
+        assert_eq!(c.listener, "bootstrap");
+        assert_eq!(Conn::identity(&c), None);
+        c.set_tls(ClientTls {
+            identity: Some(Identity {
+                subject: "CN=svc".into(),
+                common_names: vec!["svc".into()],
+                dns_names: vec![],
+                serial: "01".into(),
+            }),
+            sni: Some("b-1.kafka.internal".into()),
+        });
+        assert_eq!(Conn::identity(&c), Some("CN=svc"));
+        assert_eq!(c.tls().unwrap().sni.as_deref(), Some("b-1.kafka.internal"));
+        c.set_broker(HostPort::new("b-1", 9094));
+        assert_eq!(c.broker().unwrap().port, 9094);
+        c.set_principal("alice");
+        assert_eq!(c.principal().as_deref(), Some("alice"));
+        let d = Context::new("127.0.0.1:5001".parse().unwrap(), Target::Bootstrap);
+        assert_ne!(c.id, d.id);
+    }
+}

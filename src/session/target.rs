@@ -1,0 +1,68 @@
+//! What a listener forwards to: the bootstrap servers, or one broker's
+//! slot (where clients are sent, and which upstream broker it currently
+//! stands for). Listeners create targets; sessions route by them.
+
+use crate::config::HostPort;
+use crate::rewrite::Advertised;
+use crate::upstream::dial::Route;
+use std::sync::{Arc, RwLock};
+
+/// One broker's listener: where clients are sent, and which upstream
+/// broker (by its real name) it currently stands for.
+#[derive(Debug)]
+pub struct BrokerSlot {
+    pub advertised: Advertised,
+    pub bind: HostPort,
+    pub(crate) upstream: RwLock<HostPort>,
+    pub is_static: bool,
+    /// Per-listener override of client-side TLS.
+    pub tls: Option<bool>,
+}
+
+impl BrokerSlot {
+    pub fn upstream(&self) -> HostPort {
+        match self.upstream.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn repoint(&self, to: HostPort) {
+        match self.upstream.write() {
+            Ok(mut g) => *g = to,
+            Err(p) => *p.into_inner() = to,
+        }
+    }
+}
+
+/// What a listener forwards to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Bootstrap,
+    Broker(Arc<BrokerSlot>),
+}
+
+impl Target {
+    /// Whether clients of this listener speak TLS.
+    pub fn client_tls(&self, default: bool) -> bool {
+        match self {
+            Target::Broker(s) => s.tls.unwrap_or(default),
+            Target::Bootstrap => default,
+        }
+    }
+
+    /// Where the upstream connection must go now.
+    pub fn route(&self) -> Route {
+        match self {
+            Target::Bootstrap => Route::Bootstrap,
+            Target::Broker(s) => Route::Broker(s.upstream()),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Target::Bootstrap => "bootstrap".into(),
+            Target::Broker(s) => format!("{}:{}", s.bind.host, s.bind.port),
+        }
+    }
+}
