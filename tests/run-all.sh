@@ -48,4 +48,10 @@ say "end-to-end: real clients, real broker"
 # shellcheck disable=SC1091
 . target/e2e-deps/env.sh
 export KGATE_BIN="$PWD/target/debug/kgate"
-python -m pytest tests/e2e -q -p no:cacheprovider
+# Stage 1: the fast tests (tansu, mocks, stunnel).
+python -m pytest tests/e2e -q -p no:cacheprovider -m "not kafka_cluster"
+
+# Stage 2: a real Apache Kafka 4.1 cluster (3 KRaft nodes, started once):
+# six clients, KIP-848, transactions, admin, leader moves, TLS and SCRAM.
+say "end-to-end: real Apache Kafka 4 cluster"
+python -m pytest tests/e2e -q -p no:cacheprovider -m kafka_cluster

@@ -12,6 +12,11 @@
 #   - KafkaJS into tests/e2e/clients/js/node_modules (npm ci from the lock file);
 #   - target/e2e-deps/lib/librdkafka.so.1 -> the librdkafka inside the
 #     confluent-kafka wheel (Debian's 2.0.2 cannot talk to tansu).
+#   - Apache Kafka 4.1 (broker, for the real-cluster tests) and kafka-clients
+#     4.1, fetched once with Maven (tests/e2e/kafka/*/pom.xml) into
+#     target/e2e-deps/kafka/{broker,clients4}/lib;
+#   - the franz-go modules (`go mod download` in tests/e2e/clients/go) and
+#     the test program built into target/e2e-deps/go/kgate-franz.
 # If python3-venv, a JDK or node/npm are missing it installs them with apt-get
 # (needs root). Idempotent: a second run with nothing changed takes well under
 # a second. One line per step on stderr; the full output of a failing command
@@ -136,6 +141,43 @@ if [ "$(cat "$JS_DIR/node_modules/.kgate-stamp" 2>/dev/null)" != "$(js_stamp)" ]
     js_stamp >"$JS_DIR/node_modules/.kgate-stamp"
 else
     step "node modules up to date"
+fi
+
+# --- Apache Kafka 4 and kafka-clients 4 (Maven) ---------------------------------
+# tests/e2e/kafka_cluster.py starts a 3-node KRaft cluster from the broker jars;
+# the Java 4.x test programs use the clients jars. Each set is refetched only
+# when its pom changes.
+command -v mvn >/dev/null || apt_install maven
+for what in broker clients4; do
+    pom=$REPO/tests/e2e/kafka/$what/pom.xml
+    dir=$DEPS/kafka/$what
+    [ -f "$pom" ] || die "missing $pom"
+    want=$(sha "$pom")
+    if [ "$(cat "$dir/.kgate-stamp" 2>/dev/null)" != "$want" ] || [ ! -d "$dir/lib" ]; then
+        step "mvn dependency:copy-dependencies for ${pom#"$REPO"/}"
+        rm -rf "$dir/lib"
+        mkdir -p "$dir"
+        quiet mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dir/lib" -DincludeScope=runtime ||
+            die "mvn (${pom#"$REPO"/})"
+        printf '%s\n' "$want" >"$dir/.kgate-stamp"
+    fi
+    step "kafka $what: $(ls "$dir/lib" | grep -E '^kafka(_2\.13|-clients)-[0-9]' | tr '\n' ' ')($(ls "$dir/lib" | wc -l) jars)"
+done
+
+# --- franz-go (Go client) -------------------------------------------------------
+# franz-go 1.22 needs Go >= 1.26 (Debian's golang-go is too old); no toolchain
+# is downloaded: GOTOOLCHAIN=local.
+GO_DIR=$REPO/tests/e2e/clients/go
+command -v go >/dev/null || die "go (>= 1.26) is not installed: the franz-go test client needs it"
+go_stamp() { printf '%s %s\n' "$(cd "$GO_DIR" && sha go.mod go.sum main.go)" "$(go env GOVERSION)"; }
+if [ "$(cat "$DEPS/go/.kgate-stamp" 2>/dev/null)" != "$(go_stamp)" ] || [ ! -x "$DEPS/go/kgate-franz" ]; then
+    step "go mod download + go build in ${GO_DIR#"$REPO"/}"
+    mkdir -p "$DEPS/go"
+    (cd "$GO_DIR" && GOTOOLCHAIN=local quiet go mod download) || die "go mod download"
+    (cd "$GO_DIR" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly quiet go build -o "$DEPS/go/kgate-franz" .) || die "go build"
+    go_stamp >"$DEPS/go/.kgate-stamp"
+else
+    step "go client up to date ($(go env GOVERSION))"
 fi
 
 # --- env.sh ---------------------------------------------------------------------

@@ -142,7 +142,7 @@ def franz_bin() -> Path:
         go = shutil.which("go") or pytest.fail("go not found: run tests/setup.sh")
         import os
 
-        env = dict(os.environ, GOFLAGS="-mod=readonly")
+        env = dict(os.environ, GOFLAGS="-mod=readonly", GOTOOLCHAIN="local")
         r = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, capture_output=True, text=True,
                            timeout=600, env=env)
         if r.returncode != 0:
