@@ -201,8 +201,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// assembling them. Returns after the last write (not flushed).
     pub async fn copy_to<W: AsyncWrite + Unpin>(&mut self, mut n: usize, w: &mut W) -> Result<(), CopyError> {
         while n > 0 {
-            if self.buf.is_empty() && self.fill().await.map_err(CopyError::Read)? == 0 {
-                return Err(CopyError::Read(FrameError::Truncated { got: 0, want: n }));
+            if self.buf.is_empty() {
+                // Before waiting for more, what was written goes out (a TLS
+                // writer may hold the last record until flushed).
+                w.flush().await.map_err(CopyError::Write)?;
+                if self.fill().await.map_err(CopyError::Read)? == 0 {
+                    return Err(CopyError::Read(FrameError::Truncated { got: 0, want: n }));
+                }
             }
             let k = n.min(self.buf.len());
             w.write_all(&self.buf[..k]).await.map_err(CopyError::Write)?;

@@ -47,6 +47,11 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Bytes between two positions already read past.
+    pub fn slice(&self, from: usize, to: usize) -> &'a [u8] {
+        &self.buf[from.min(to)..to.min(self.buf.len())]
+    }
+
     pub fn take(&mut self, n: usize) -> WireResult<&'a [u8]> {
         if n > self.remaining() {
             return self.err("truncated field");

@@ -1,6 +1,6 @@
 //! DescribeCluster (v0–v2): the `brokers` array after the cluster id.
 
-use super::{endpoint, BrokerMapper, RewriteError, Splice};
+use super::{broker_array, BrokerMapper, RewriteError, Splice};
 use crate::protocol::wire::Reader;
 use bytes::BytesMut;
 
@@ -19,16 +19,13 @@ pub fn rewrite(
     }
     r.compact_string()?; // cluster_id
     r.i32()?; // controller_id
-    let n = r.array_len(true, 11)?.unwrap_or(0);
-    let mut sp = Splice::new(frame, n * 24);
-    for _ in 0..n {
-        let node_id = r.i32()?;
-        endpoint(&mut r, &mut sp, true, node_id, mapper)?;
+    let mut sp = Splice::new(frame, 256);
+    broker_array(&mut r, &mut sp, true, 11, mapper, |r| {
         r.compact_string()?; // rack
         if version >= 2 {
             r.i8()?; // is_fenced
         }
-        r.skip_tagged_fields()?;
-    }
+        r.skip_tagged_fields()
+    })?;
     Ok(sp.finish())
 }

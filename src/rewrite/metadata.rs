@@ -1,7 +1,7 @@
 //! Metadata (every version): `brokers` is the first array of the body, after
 //! throttle_time_ms (v3+). Only that array is walked; topics pass unchanged.
 
-use super::{endpoint, BrokerMapper, RewriteError, Splice};
+use super::{broker_array, BrokerMapper, RewriteError, Splice};
 use crate::protocol::wire::Reader;
 use bytes::BytesMut;
 
@@ -16,18 +16,16 @@ pub fn rewrite(
     if version >= 3 {
         r.i32()?;
     }
+    let mut sp = Splice::new(frame, 256);
     // node_id + smallest host + port
-    let n = r.array_len(compact, 9)?.unwrap_or(0);
-    let mut sp = Splice::new(frame, n * 24);
-    for _ in 0..n {
-        let node_id = r.i32()?;
-        endpoint(&mut r, &mut sp, compact, node_id, mapper)?;
+    broker_array(&mut r, &mut sp, compact, 9, mapper, |r| {
         if version >= 1 {
-            r.any_string(compact)?;
+            r.any_string(compact)?; // rack
         }
         if compact {
             r.skip_tagged_fields()?;
         }
-    }
+        Ok(())
+    })?;
     Ok(sp.finish())
 }

@@ -62,9 +62,67 @@ pub fn rewrite(
     }
 }
 
+/// Rewrites an array of brokers at the reader's position (count first).
+/// Each entry is node_id, host, port, then fields `rest` skips. A broker
+/// that cannot get a listener (cap reached, invalid host, port taken) is
+/// left out of the array, so its partitions look leaderless and everything
+/// else keeps working; the registry logs why.
+fn broker_array(
+    r: &mut Reader<'_>,
+    sp: &mut Splice<'_>,
+    compact: bool,
+    min_elem: usize,
+    mapper: &dyn BrokerMapper,
+    rest: impl Fn(&mut Reader<'_>) -> Result<(), WireError>,
+) -> Result<(), RewriteError> {
+    let count_at = r.pos();
+    let Some(n) = r.array_len(compact, min_elem)? else {
+        return Ok(());
+    };
+    let mut out = BytesMut::with_capacity(n.min(1024) * 32);
+    let mut kept = 0usize;
+    for _ in 0..n {
+        let node_id = r.i32()?;
+        let host = r.any_string(compact)?;
+        let port = r.i32()?;
+        let after = r.pos();
+        rest(r)?;
+        let adv = match host {
+            Some(h) if node_id >= 0 && !h.is_empty() => match mapper.advertise(node_id, h, port) {
+                Ok(a) => Some(a),
+                Err(_) => continue,
+            },
+            _ => None,
+        };
+        kept += 1;
+        out.put_i32(node_id);
+        match adv {
+            Some(a) => {
+                put_string(&mut out, &a.host, compact);
+                out.put_i32(a.port);
+            }
+            None => {
+                put_string(&mut out, "", compact);
+                out.put_i32(-1);
+            }
+        }
+        out.put_slice(r.slice(after, r.pos()));
+    }
+    sp.copy_until(count_at);
+    if compact {
+        crate::protocol::wire::put_uvarint(sp.out(), kept as u32 + 1);
+    } else {
+        sp.out().put_i32(kept as i32);
+    }
+    sp.out().put_slice(&out);
+    sp.skip_to(r.pos());
+    Ok(())
+}
+
 /// Replaces the host and port at the reader's position (a node id has just
-/// been read). Unknown nodes (id < 0) become an empty host and port -1, so
-/// no upstream address can pass through.
+/// been read). Unknown nodes (id < 0), and brokers that cannot get a
+/// listener, become an empty host and port -1, so no upstream address can
+/// pass through.
 fn endpoint(
     r: &mut Reader<'_>,
     sp: &mut Splice<'_>,
@@ -76,13 +134,16 @@ fn endpoint(
     let host = r.any_string(compact)?;
     let port = r.i32()?;
     sp.copy_until(start);
-    match host {
-        Some(h) if node_id >= 0 && !h.is_empty() => {
-            let adv = mapper.advertise(node_id, h, port)?;
+    let adv = match host {
+        Some(h) if node_id >= 0 && !h.is_empty() => mapper.advertise(node_id, h, port).ok(),
+        _ => None,
+    };
+    match adv {
+        Some(adv) => {
             put_string(sp.out(), &adv.host, compact);
             sp.out().put_i32(adv.port);
         }
-        _ => {
+        None => {
             put_string(sp.out(), "", compact);
             sp.out().put_i32(-1);
         }
@@ -91,5 +152,7 @@ fn endpoint(
     Ok(())
 }
 
+#[cfg(test)]
+mod tail_tests;
 #[cfg(test)]
 mod tests;

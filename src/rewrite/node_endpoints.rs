@@ -2,7 +2,7 @@
 //! v16+. The response is walked without copying; record data is skipped by
 //! its length. Only when tag 0 is present is a new frame built.
 
-use super::{endpoint, BrokerMapper, RewriteError, Splice};
+use super::{broker_array, BrokerMapper, RewriteError, Splice};
 use crate::protocol::wire::{put_uvarint, uvarint_len, Reader};
 use bytes::{BufMut, BytesMut};
 
@@ -120,14 +120,11 @@ fn rewrite_top_level_tags(
 /// A compact array of {node_id, host, port, rack, tags}.
 fn rewrite_endpoint_array(value: &[u8], mapper: &dyn BrokerMapper) -> Result<BytesMut, RewriteError> {
     let mut r = Reader::new(value);
-    let n = r.array_len(true, 11)?.unwrap_or(0);
-    let mut sp = Splice::new(value, n * 24);
-    for _ in 0..n {
-        let node_id = r.i32()?;
-        endpoint(&mut r, &mut sp, true, node_id, mapper)?;
+    let mut sp = Splice::new(value, 64);
+    broker_array(&mut r, &mut sp, true, 11, mapper, |r| {
         r.compact_string()?; // rack
-        r.skip_tagged_fields()?;
-    }
+        r.skip_tagged_fields()
+    })?;
     if r.remaining() != 0 {
         return Err(crate::protocol::wire::WireError {
             what: "trailing bytes in node_endpoints",
@@ -234,4 +231,9 @@ pub fn rewrite_fetch_tail(tail: &[u8], mapper: &dyn BrokerMapper) -> Result<Opti
         }
         .into()
     })
+}
+
+#[cfg(test)]
+pub fn fillers_for_tests(n: usize, total: usize) -> Option<Vec<usize>> {
+    fillers(n, total)
 }

@@ -324,18 +324,26 @@ fn every_truncation_of_every_rewritable_frame_is_an_error_not_a_panic() {
 }
 
 #[test]
-fn lying_counts_and_unmappable_nodes_are_errors() {
+fn lying_counts_are_errors_and_unmappable_brokers_are_left_out() {
     let mut f = metadata_frame(12, 1).to_vec();
     // brokers count (compact, right after throttle) set to a huge varint
     let pos = 4 + 4 + 1 + 4;
     f.splice(pos..pos + 1, [0xff, 0xff, 0xff, 0xff, 0x07]);
     assert!(rewrite(RewriteKind::Metadata, &f, 3, 12, &TestMapper::new()).is_err());
 
-    let mut big = metadata(12, 1);
-    big.brokers[0].node_id = BrokerId(5000);
-    let f = frame(ApiKey::Metadata, 12, &big);
-    assert!(matches!(
-        rewrite(RewriteKind::Metadata, &f, 3, 12, &TestMapper::new()),
-        Err(RewriteError::Map(_))
-    ));
+    // One broker the mapper refuses (node id over 1000): it is left out,
+    // the others are rewritten, and every version still decodes.
+    for v in 0..=12 {
+        let mut m = metadata(v, 3);
+        m.brokers[1].node_id = BrokerId(5000);
+        let f = frame(ApiKey::Metadata, v, &m);
+        let out = rewrite(RewriteKind::Metadata, &f, 3, v, &TestMapper::new())
+            .unwrap()
+            .unwrap();
+        let d: MetadataResponse = decode(ApiKey::Metadata, v, &out);
+        let ids: Vec<i32> = d.brokers.iter().map(|b| b.node_id.0).collect();
+        assert_eq!(ids, vec![m.brokers[0].node_id.0, m.brokers[2].node_id.0], "v{v}");
+        assert!(d.brokers.iter().all(|b| b.host.starts_with("kgate-")));
+        assert_eq!(d.topics.len(), m.topics.len());
+    }
 }

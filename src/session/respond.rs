@@ -192,6 +192,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Responses<'_, R, W> {
                     .copy_to(total, &mut self.client)
                     .await
                     .map_err(copy_err)?;
+                // Over TLS the last record may sit in the session's buffer
+                // until flushed; nothing else would push it out.
+                self.client.flush().await.map_err(SessionError::ClientIo)?;
             }
             ResponseNeed::Whole | ResponseNeed::FetchTail
                 if whole || plan.response == ResponseNeed::Whole =>
@@ -256,6 +259,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Responses<'_, R, W> {
                 }
                 Step::NeedMore => {
                     self.send_ready(&mut left, &mut ready).await?;
+                    self.client.flush().await.map_err(SessionError::ClientIo)?;
                     if self.upstream.buffered().len() > MAX_UNIT {
                         return Err(malformed(format!(
                             "a Fetch partition header exceeds {MAX_UNIT} bytes"
