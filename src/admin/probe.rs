@@ -14,6 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
 
 const METADATA_VERSION: i16 = 4;
+/// The probe asks for no topics: its answer is the broker list only. A
+/// larger one is a lie and is not assembled.
+const PROBE_MAX_FRAME: usize = 4 << 20;
 const CORRELATION: i32 = i32::MIN / 2 - 7;
 
 /// Metadata v4 for no topics (an empty array, not null).
@@ -45,7 +48,7 @@ async fn once(shared: &Shared) -> Result<usize, String> {
     up.stream.flush().await.map_err(|e| e.to_string())?;
     let mut len = [0u8; LEN_PREFIX];
     up.stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
-    let total = frame_len(len, 4, shared.config.max_frame_bytes).map_err(|e| e.to_string())?;
+    let total = frame_len(len, 4, PROBE_MAX_FRAME).map_err(|e| format!("probe Metadata response: {e}"))?;
     let mut frame = vec![0u8; total];
     frame[..LEN_PREFIX].copy_from_slice(&len);
     up.stream
