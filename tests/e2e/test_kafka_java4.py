@@ -15,8 +15,8 @@ import uuid
 import pytest
 
 import kafka_wire as wire
-from harness import LOOPBACK, Seen, parse_hostport, start_kgate, stop_kgate
-from kafka_cluster import NODE_IDS, admin_port, java4, requests_of, responses_of, scrape
+from harness import LOOPBACK, Seen, parse_hostport, stop_kgate
+from kafka_cluster import NODE_IDS, java4, requests_of, responses_of, scrape, start_kgate_with_metrics
 
 pytestmark = pytest.mark.kafka_cluster
 
@@ -25,10 +25,7 @@ pytestmark = pytest.mark.kafka_cluster
 def kg(kafka_cluster, request):
     """kgate in front of the cluster's PLAINTEXT listeners, with /metrics."""
     kafka_cluster.ensure_all_up()
-    port = admin_port()
-    kg = start_kgate(kafka_cluster.upstream(), f"kafka-{request.node.name}",
-                     ["--admin-listen", f"{LOOPBACK}:{port}"], avoid_ports=kafka_cluster.all_upstream_ports() | {port})
-    kg.admin_port = port
+    kg = start_kgate_with_metrics(kafka_cluster, f"kafka-{request.node.name}")
     yield kg
     stop_kgate(kg)
 

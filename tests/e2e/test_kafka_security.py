@@ -26,7 +26,7 @@ import uuid
 
 import pytest
 
-from harness import LOOPBACK, poll_until, stop_kgate
+from harness import LOOPBACK, stop_kgate
 from kafka_cluster import (
     NODE_IDS,
     REAUTH_MS,
