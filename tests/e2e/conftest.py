@@ -199,6 +199,13 @@ def pytest_report_header(config) -> list[str]:
         lines.append(tool_version([str(tansu_bin()), "--version"]))
     except BaseException as e:  # noqa: BLE001 - pytest.fail outside a test
         lines.append(f"tansu: {e}")
+    try:
+        from kafka_cluster import KAFKA_LIB, KAFKA_VERSION
+
+        have = (KAFKA_LIB / f"kafka_2.13-{KAFKA_VERSION}.jar").exists()
+        lines.append(f"Apache Kafka {KAFKA_VERSION} (kafka_cluster tests): {KAFKA_LIB}" + ("" if have else " (MISSING)"))
+    except Exception as e:  # noqa: BLE001
+        lines.append(f"Apache Kafka: {e}")
     if DIRECT:
         lines.append("KGATE_DIRECT=1: kgate is NOT started; address checks are expected to fail")
     else:

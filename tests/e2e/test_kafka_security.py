@@ -68,12 +68,12 @@ def test_tls_both_ways_with_dial_mapping(kafka_cluster):
     try:
         rt = rdkafka_tls_roundtrip(kg.bootstrap_servers, rdkafka_ssl(pki, "app-client"), 300)
         assert rt.ok, rt.explain()
-        # kgate dialed the broker names through the mapping, for every broker.
+        # The names never resolve: the round trip itself proves the dial
+        # mapping. kgate's log names each broker by its real name.
         log = kg.proc.log_text()
         for n in NODE_IDS:
             port = kafka_cluster.ports[n].ssl
             assert f"{tls_host(n)}:{port}" in log, f"no sign of {tls_host(n)}:{port} in kgate's log\n{kg.proc.log_tail(60)}"
-        assert re.search(rf"via={re.escape(LOOPBACK)}:\d+", log), kg.proc.log_tail(60)
         m = scrape(kg.admin_port)
         fails = {k: v for k, v in m.items() if k.startswith("kgate_upstream_failures_total") and v > 0}
         assert not fails, fails
