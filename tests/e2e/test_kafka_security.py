@@ -127,6 +127,7 @@ def test_scram_reauth_enforced_by_kafka_for_60s(kafka_cluster, tmp_path):
     try:
         admin = AdminClient(rdkafka_conf(kg.bootstrap_servers, log, "scram-admin", **common))
         admin.create_topics([NewTopic(topic, 3, 3)])[topic].result(timeout=30)
+        del admin  # its connections must not open or close during the run
         producer = Producer(rdkafka_conf(kg.bootstrap_servers, log, "scram-producer", **common, **{
             "enable.idempotence": True, "acks": "all", "linger.ms": 5}))
         consumer = Consumer(rdkafka_conf(kg.bootstrap_servers, log, "scram-consumer", **common, **{
