@@ -155,13 +155,15 @@ for what in broker clients4; do
     want=$(sha "$pom")
     if [ "$(cat "$dir/.kgate-stamp" 2>/dev/null)" != "$want" ] || [ ! -d "$dir/lib" ]; then
         step "mvn dependency:copy-dependencies for ${pom#"$REPO"/}"
-        rm -rf "$dir/lib"
+        rm -rf "${dir:?}/lib"
         mkdir -p "$dir"
         quiet mvn -q -B -f "$pom" dependency:copy-dependencies -DoutputDirectory="$dir/lib" -DincludeScope=runtime ||
             die "mvn (${pom#"$REPO"/})"
         printf '%s\n' "$want" >"$dir/.kgate-stamp"
     fi
-    step "kafka $what: $(ls "$dir/lib" | grep -E '^kafka(_2\.13|-clients)-[0-9]' | tr '\n' ' ')($(ls "$dir/lib" | wc -l) jars)"
+    jars=("$dir"/lib/*.jar)
+    main=("$dir"/lib/kafka_2.13-[0-9]*.jar "$dir"/lib/kafka-clients-[0-9]*.jar)
+    step "kafka $what: ${#jars[@]} jars in ${dir#"$REPO"/}/lib ($(for j in "${main[@]}"; do [ -f "$j" ] && printf '%s ' "${j##*/}"; done))"
 done
 
 # --- franz-go (Go client) -------------------------------------------------------
