@@ -13,6 +13,7 @@ pub mod downstream;
 pub mod filter;
 pub mod listener;
 pub mod live;
+pub mod logs;
 pub mod metrics;
 pub mod protocol;
 pub mod rewrite;
@@ -52,6 +53,8 @@ pub struct Shared {
     /// True once shutdown began: sessions stop reading and drain.
     pub shutdown: watch::Sender<bool>,
     pub open_connections: AtomicUsize,
+    /// Connections per client address (max_connections_per_client).
+    pub clients: listener::per_client::PerClient,
     /// Limits and timeouts that SIGHUP can change.
     pub live: live::LiveCell,
 }
@@ -160,8 +163,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
         health: Health::new(config.ready_window),
         shutdown: watch::Sender::new(false),
         open_connections: AtomicUsize::new(0),
+        clients: Default::default(),
         live: live::LiveCell::new(&config),
     });
+    let reg = shared.registry.clone();
+    shared.health.set_checks(vec![Box::new(move || reg.problem())]);
     let _ = tx.send(NewListener {
         socket: boot,
         target: Target::Bootstrap,

@@ -115,11 +115,17 @@ pub struct Metrics {
     pub dynamic_listeners_created: AtomicU64,
     /// Brokers refused a listener (cap reached, invalid host or port).
     pub dynamic_listeners_refused: AtomicU64,
+    /// Brokers whose listener could not be bound right now (gauge).
+    pub listeners_failing: AtomicU64,
     /// Responses in which a broker address was replaced, by API.
     pub address_rewrites: Family<&'static str>,
     /// Bytes of the frame-assembly budget in use, and waits for it.
     pub buffer_budget_used: AtomicU64,
     pub buffer_budget_waits: AtomicU64,
+    /// Connections closed for sending no complete first request in time.
+    pub first_request_timeouts: AtomicU64,
+    /// Connections refused by max_connections_per_client.
+    pub per_client_refused: AtomicU64,
     /// Frames streamed through without being assembled, per direction.
     pub frames_streamed: [AtomicU64; 2],
     by_listener: Mutex<BTreeMap<String, std::sync::Arc<ListenerStats>>>,
@@ -139,9 +145,12 @@ impl Default for Metrics {
             listeners: AtomicU64::new(0),
             dynamic_listeners_created: AtomicU64::new(0),
             dynamic_listeners_refused: AtomicU64::new(0),
+            listeners_failing: AtomicU64::new(0),
             address_rewrites: Family::default(),
             buffer_budget_used: AtomicU64::new(0),
             buffer_budget_waits: AtomicU64::new(0),
+            first_request_timeouts: AtomicU64::new(0),
+            per_client_refused: AtomicU64::new(0),
             frames_streamed: Default::default(),
             by_listener: Mutex::new(BTreeMap::new()),
         }

@@ -136,7 +136,7 @@ async fn bad_input_closes_only_its_own_connection() {
         (
             "garbage",
             b"hello, this is not kafka at all".to_vec(),
-            &["exceeds the limit"],
+            &["first request of 1751477356 bytes exceeds the 524288-byte bound"],
         ),
         (
             "negative length",
@@ -151,7 +151,7 @@ async fn bad_input_closes_only_its_own_connection() {
         (
             "2 GiB - 1 length",
             [0x7f, 0xff, 0xff, 0xff].to_vec(),
-            &["frame length 2147483647 exceeds the limit"],
+            &["first request of 2147483647 bytes exceeds"],
         ),
         (
             "TLS ClientHello",

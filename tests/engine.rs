@@ -165,6 +165,7 @@ async fn dynamic_listeners_are_capped_and_the_rest_still_works() {
     c.port_base = free_port_base(310);
     c.admin_listen = None;
     c.max_dynamic_listeners = 5;
+    c.upstream_hosts = Some(vec!["*.example".into()]);
     let kg = start_with(c).await;
     let refused = metrics::get().dynamic_listeners_refused.load(Relaxed);
     let r = metadata_through(&kg).await;
@@ -212,6 +213,15 @@ async fn requests_are_cut_through_and_answers_stay_in_order() {
     let kg = start_kgate(vec![hp(up)], 4).await;
     let before = metrics::get().frames_streamed[0].load(Relaxed);
     let mut s = TcpStream::connect(kg.bootstrap).await.unwrap();
+    // The first request on a connection is bounded (512 KiB, nothing is
+    // dialled before it): clients always start small.
+    let small = ProduceRequest::default()
+        .with_acks(1)
+        .with_topic_data(topic_data(10));
+    s.write_all(&request_frame(ApiKey::Produce, 9, 4, &small))
+        .await
+        .unwrap();
+    let _ = read_frame(&mut s).await.unwrap();
     let data = topic_data(4 << 20);
     let req = ProduceRequest::default().with_acks(1).with_topic_data(data);
     let frame = request_frame(ApiKey::Produce, 9, 5, &req);
@@ -310,4 +320,109 @@ async fn tls_client(
     conn.connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake with kgate")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_only_the_bootstrap_s_neighbourhood_is_dialled() {
+    let host = |i: i32| match i {
+        1 => "127.0.0.1".to_string(),
+        2 => "169.254.169.254".to_string(),
+        3 => "evil.example.net".to_string(),
+        4 => "10.0.0.5".to_string(),
+        _ => "localhost".to_string(),
+    };
+    let up = broker(FetchResponse::default(), many_brokers(5, host)).await;
+    let mut c = kgate::config::Config::with_bootstrap(vec![hp(up)]);
+    c.port_base = free_port_base(8);
+    c.admin_listen = None;
+    let kg = start_with(c).await;
+    let r = metadata_through(&kg).await;
+    let ids: Vec<i32> = r.brokers.iter().map(|b| b.node_id.0).collect();
+    assert_eq!(
+        ids,
+        vec![1, 5],
+        "metadata service, foreign names and other subnets are not dialled"
+    );
+    use kgate::rewrite::BrokerMapper;
+    let e = kg
+        .shared
+        .registry
+        .advertise(2, "169.254.169.254", 80)
+        .unwrap_err();
+    assert!(e.0.contains("link-local"), "{e}");
+}
+
+/// Nothing happens upstream until a client sends a complete request: a
+/// flood of empty connects and a slowloris cost the broker no connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_connects_and_slowloris_never_reach_the_broker() {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    let dialled = Arc::new(AtomicUsize::new(0));
+    let d = dialled.clone();
+    let up = serve(move |mut sock: TcpStream| {
+        let d = d.clone();
+        async move {
+            let mut first = true;
+            loop {
+                let f = tokio::time::timeout(Duration::from_secs(30), read_frame_or_eof(&mut sock)).await;
+                let Ok(Some(f)) = f else {
+                    if first {
+                        d.fetch_add(1, Relaxed); // a connection that never spoke
+                    }
+                    return;
+                };
+                // The probe says client id "kgate"; anything else is a client's.
+                let id_len = i16::from_be_bytes([f[12], f[13]]).max(0) as usize;
+                if first && &f[14..14 + id_len] != b"kgate" {
+                    d.fetch_add(1, Relaxed);
+                }
+                first = false;
+                let corr = i32::from_be_bytes([f[8], f[9], f[10], f[11]]);
+                let v = i16::from_be_bytes([f[6], f[7]]);
+                let m = response_frame(ApiKey::Metadata, v, corr, &MetadataResponse::default());
+                let _ = sock.write_all(&m).await;
+            }
+        }
+    })
+    .await;
+    let mut c = kgate::config::Config::with_bootstrap(vec![hp(up)]);
+    c.port_base = free_port_base(4);
+    c.admin_listen = None;
+    c.first_request_timeout = Duration::from_millis(500);
+    let kg = start_with(c).await;
+    let timeouts = metrics::get().first_request_timeouts.load(Relaxed);
+    for _ in 0..200 {
+        drop(TcpStream::connect(kg.bootstrap).await.unwrap());
+    }
+    // A slowloris: a byte at a time, never a whole request.
+    let mut slow = TcpStream::connect(kg.bootstrap).await.unwrap();
+    let mut cut = false;
+    for b in [0u8, 0, 0, 40, 0, 3] {
+        if slow.write_all(&[b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(cut || closed(&mut slow).await, "the slowloris was cut off");
+    assert!(metrics::get().first_request_timeouts.load(Relaxed) > timeouts);
+    // A real client still gets through, and is the only one that dialled.
+    let r = metadata_through(&kg).await;
+    assert!(r.brokers.is_empty());
+    assert_eq!(
+        dialled.load(Relaxed),
+        1,
+        "only the real client's connection reached the broker"
+    );
+}
+
+async fn read_frame_or_eof(s: &mut TcpStream) -> Option<Bytes> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len).max(0) as usize];
+    s.read_exact(&mut body).await.ok()?;
+    let mut f = len.to_vec();
+    f.extend_from_slice(&body);
+    Some(Bytes::from(f))
 }

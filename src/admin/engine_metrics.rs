@@ -56,6 +56,35 @@ pub fn render(m: &Metrics, o: &mut String) {
     }
     head(
         o,
+        "kgate_listeners_failing",
+        "gauge",
+        "Brokers whose local listener could not be bound (port taken, overflow, range full); /readyz is 503 while this is not 0.",
+    );
+    let _ = writeln!(o, "kgate_listeners_failing {}", m.listeners_failing.load(Relaxed));
+    head(
+        o,
+        "kgate_first_request_timeouts_total",
+        "counter",
+        "Connections closed for sending no complete request within first_request_timeout_ms (nothing was done upstream).",
+    );
+    let _ = writeln!(
+        o,
+        "kgate_first_request_timeouts_total {}",
+        m.first_request_timeouts.load(Relaxed)
+    );
+    head(
+        o,
+        "kgate_connections_refused_per_client_total",
+        "counter",
+        "Connections refused by max_connections_per_client.",
+    );
+    let _ = writeln!(
+        o,
+        "kgate_connections_refused_per_client_total {}",
+        m.per_client_refused.load(Relaxed)
+    );
+    head(
+        o,
         "kgate_dynamic_listeners_refused_total",
         "counter",
         "Brokers refused a listener: cap reached, invalid host or port.",

@@ -4,8 +4,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+type Check = Box<dyn Fn() -> Option<String> + Send + Sync>;
+
 pub struct Health {
     draining: AtomicBool,
+    /// Further conditions that make kgate not ready (a broker without a
+    /// listener); each returns why.
+    checks: std::sync::OnceLock<Vec<Check>>,
     /// Unix millis of the last successful upstream connect (+ auth).
     upstream_ok_ms: AtomicU64,
     window: Duration,
@@ -22,9 +27,15 @@ impl Health {
     pub fn new(window: Duration) -> Self {
         Health {
             draining: AtomicBool::new(false),
+            checks: std::sync::OnceLock::new(),
             upstream_ok_ms: AtomicU64::new(0),
             window,
         }
+    }
+
+    /// Adds readiness conditions (set once, at start-up).
+    pub fn set_checks(&self, checks: Vec<Check>) {
+        let _ = self.checks.set(checks);
     }
 
     pub fn upstream_ok(&self) {
@@ -50,6 +61,11 @@ impl Health {
         let age = now_ms().saturating_sub(last);
         if age > self.window.as_millis() as u64 {
             return Err(format!("upstream cluster last reached {} s ago", age / 1000));
+        }
+        for check in self.checks.get().into_iter().flatten() {
+            if let Some(why) = check() {
+                return Err(why);
+            }
         }
         Ok(())
     }

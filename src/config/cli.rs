@@ -53,6 +53,12 @@ pub struct RunArgs {
     /// Most listeners created for brokers learned from the cluster [default: 256].
     #[arg(long, env = "KGATE_MAX_DYNAMIC_LISTENERS")]
     pub max_dynamic_listeners: Option<usize>,
+    /// Host patterns learned brokers may have: exact, `*.domain`, CIDR or `*` (comma-separated) [default: derived from the bootstrap servers].
+    #[arg(long, env = "KGATE_UPSTREAM_HOSTS", value_delimiter = ',')]
+    pub upstream_hosts: Option<Vec<String>>,
+    /// Permit link-local broker addresses (169.254.0.0/16, fe80::/10), where cloud metadata services live.
+    #[arg(long, env = "KGATE_ALLOW_LINK_LOCAL")]
+    pub allow_link_local: Option<bool>,
     /// Upstream TCP connect timeout in milliseconds [default: 10000].
     #[arg(long, env = "KGATE_CONNECT_TIMEOUT_MS")]
     pub connect_timeout_ms: Option<u64>,
@@ -165,6 +171,12 @@ pub struct RunArgs {
     /// Close a connection whose broker does not answer a request within this many ms [default: 330000].
     #[arg(long, env = "KGATE_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// A new connection must send a complete request within this many ms; nothing happens upstream before [default: 10000].
+    #[arg(long, env = "KGATE_FIRST_REQUEST_TIMEOUT_MS")]
+    pub first_request_timeout_ms: Option<u64>,
+    /// Client connections allowed from one IP address [default: no limit].
+    #[arg(long, env = "KGATE_MAX_CONNECTIONS_PER_CLIENT")]
+    pub max_connections_per_client: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +206,8 @@ impl RunArgs {
             max_in_flight: self.max_in_flight,
             buffer_budget_bytes: self.buffer_budget_bytes,
             max_dynamic_listeners: self.max_dynamic_listeners,
+            upstream_hosts: self.upstream_hosts,
+            allow_link_local: self.allow_link_local,
             connect_timeout_ms: self.connect_timeout_ms,
             log_format: self.log_format,
             log_level: self.log_level,
@@ -224,6 +238,8 @@ impl RunArgs {
                 max_connections_per_listener: self.max_connections_per_listener,
                 idle_timeout_ms: self.idle_timeout_ms,
                 request_timeout_ms: self.request_timeout_ms,
+                first_request_timeout_ms: self.first_request_timeout_ms,
+                max_connections_per_client: self.max_connections_per_client,
             },
             upstream_sasl: FileSasl {
                 mechanism: self.upstream_sasl_mechanism,

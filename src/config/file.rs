@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub max_in_flight: Option<usize>,
     pub buffer_budget_bytes: Option<usize>,
     pub max_dynamic_listeners: Option<usize>,
+    pub upstream_hosts: Option<Vec<String>>,
+    pub allow_link_local: Option<bool>,
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -36,6 +38,8 @@ pub struct FileConfig {
     pub max_connections_per_listener: Option<usize>,
     pub idle_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub first_request_timeout_ms: Option<u64>,
+    pub max_connections_per_client: Option<usize>,
     #[serde(default)]
     pub upstream_tls: FileUpstreamTls,
     #[serde(default)]
@@ -93,6 +97,8 @@ pub struct Overrides {
     pub max_in_flight: Option<usize>,
     pub buffer_budget_bytes: Option<usize>,
     pub max_dynamic_listeners: Option<usize>,
+    pub upstream_hosts: Option<Vec<String>>,
+    pub allow_link_local: Option<bool>,
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -206,6 +212,12 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         }
         c.buffer_budget_bytes = m;
     }
+    if let Some(h) = o.upstream_hosts.or(file.upstream_hosts) {
+        c.upstream_hosts = Some(h);
+    }
+    if let Some(a) = o.allow_link_local.or(file.allow_link_local) {
+        c.allow_link_local = a;
+    }
     if let Some(m) = o.max_dynamic_listeners.or(file.max_dynamic_listeners) {
         if m > 60_000 {
             return Err(format!(
@@ -259,6 +271,8 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         max_connections_per_listener: file.max_connections_per_listener,
         idle_timeout_ms: file.idle_timeout_ms,
         request_timeout_ms: file.request_timeout_ms,
+        first_request_timeout_ms: file.first_request_timeout_ms,
+        max_connections_per_client: file.max_connections_per_client,
     }
     .overlay(o.ops);
     ops.apply(&mut c).map_err(err)?;

@@ -118,6 +118,11 @@ pub struct Config {
     pub buffer_budget_bytes: usize,
     /// Most listeners kgate creates for brokers it learns.
     pub max_dynamic_listeners: usize,
+    /// Host patterns brokers learned from the cluster may have; `None`:
+    /// derived from the bootstrap servers (see `upstream::allow`).
+    pub upstream_hosts: Option<Vec<String>>,
+    /// Permit link-local broker addresses (where metadata services live).
+    pub allow_link_local: bool,
     pub connect_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
@@ -134,6 +139,11 @@ pub struct Config {
     /// `None` disables the idle timeout.
     pub idle_timeout: Option<Duration>,
     pub request_timeout: Duration,
+    /// A new connection must send one complete request within this long;
+    /// nothing happens upstream before it does.
+    pub first_request_timeout: Duration,
+    /// Connections allowed from one client IP address; `None`: no limit.
+    pub max_connections_per_client: Option<usize>,
     /// How often certificate files are checked for changes.
     pub tls_reload_interval: Duration,
 }
@@ -154,6 +164,8 @@ impl Config {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             buffer_budget_bytes: DEFAULT_BUFFER_BUDGET,
             max_dynamic_listeners: DEFAULT_MAX_DYNAMIC_LISTENERS,
+            upstream_hosts: None,
+            allow_link_local: false,
             connect_timeout: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: None,
@@ -167,6 +179,8 @@ impl Config {
             max_connections_per_listener: None,
             idle_timeout: Some(Duration::from_secs(600)),
             request_timeout: Duration::from_secs(330),
+            first_request_timeout: Duration::from_secs(10),
+            max_connections_per_client: None,
             tls_reload_interval: Duration::from_secs(2),
         }
     }

@@ -12,6 +12,8 @@ pub struct OpsOverrides {
     pub max_connections_per_listener: Option<usize>,
     pub idle_timeout_ms: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub first_request_timeout_ms: Option<u64>,
+    pub max_connections_per_client: Option<usize>,
 }
 
 impl OpsOverrides {
@@ -26,7 +28,9 @@ impl OpsOverrides {
             max_connections,
             max_connections_per_listener,
             idle_timeout_ms,
-            request_timeout_ms
+            request_timeout_ms,
+            first_request_timeout_ms,
+            max_connections_per_client
         );
         self
     }
@@ -53,6 +57,15 @@ impl OpsOverrides {
         }
         if let Some(v) = self.request_timeout_ms {
             c.request_timeout = positive("request_timeout_ms", v)?;
+        }
+        if let Some(v) = self.first_request_timeout_ms {
+            c.first_request_timeout = positive("first_request_timeout_ms", v)?;
+        }
+        if let Some(v) = self.max_connections_per_client {
+            if v == 0 {
+                return Err("key `max_connections_per_client`: expected at least 1".into());
+            }
+            c.max_connections_per_client = Some(v);
         }
         if let Some(v) = self.idle_timeout_ms {
             c.idle_timeout = (v > 0).then(|| Duration::from_millis(v));

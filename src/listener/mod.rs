@@ -2,6 +2,7 @@
 //! backed off; it never ends a listener. Connection limits refuse new
 //! clients without touching existing ones.
 
+pub mod per_client;
 pub mod registry;
 
 use crate::metrics;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Accepts clients on `listener` and starts a session for each.
 pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Target) {
@@ -36,11 +37,22 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Tar
                 };
                 if let Some(limit) = over {
                     stats.refused.fetch_add(1, Relaxed);
-                    warn!(listener = %label, client = %peer, %limit, "connection refused: limit reached");
+                    if let Some(suppressed) = crate::logs::allow(&format!("limit:{label}")) {
+                        warn!(listener = %label, client = %peer, %limit, suppressed, "connection refused: limit reached");
+                    }
                     drop(sock);
                     continue;
                 }
-                let guard = ConnGuard::new(&shared, &here);
+                let Some(per_client) = shared
+                    .clients
+                    .enter(peer.ip(), shared.config.max_connections_per_client)
+                else {
+                    stats.refused.fetch_add(1, Relaxed);
+                    metrics::get().per_client_refused.fetch_add(1, Relaxed);
+                    debug!(listener = %label, client = %peer, "connection refused: max_connections_per_client reached");
+                    continue;
+                };
+                let guard = (ConnGuard::new(&shared, &here), per_client);
                 let _ = sock.set_nodelay(true);
                 tokio::spawn(crate::session::run(
                     shared.clone(),
@@ -51,7 +63,9 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Tar
                 ));
             }
             Err(e) => {
-                warn!(listener = %label, error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                if let Some(suppressed) = crate::logs::allow(&format!("accept:{label}")) {
+                    warn!(listener = %label, error = %e, backoff_ms = backoff.as_millis() as u64, suppressed, "accept failed; backing off");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }

@@ -18,9 +18,18 @@ pub struct NewListener {
     pub target: Target,
 }
 
+/// A broker whose listener could not be created: retried with back-off,
+/// and reported by readiness until it works.
+struct Failed {
+    retry_at: std::time::Instant,
+    backoff: std::time::Duration,
+    why: String,
+}
+
 #[derive(Default)]
 struct Inner {
     by_node: HashMap<i32, Arc<BrokerSlot>>,
+    failed: HashMap<i32, Failed>,
     dynamic: usize,
     by_static_upstream: HashMap<HostPort, Arc<BrokerSlot>>,
     next_range_port: Option<u16>,
@@ -28,6 +37,7 @@ struct Inner {
 
 pub struct Registry {
     config: Arc<Config>,
+    allow: crate::upstream::allow::UpstreamAllow,
     inner: Mutex<Inner>,
     spawn: mpsc::UnboundedSender<NewListener>,
 }
@@ -85,6 +95,7 @@ impl Registry {
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
         Ok(Registry {
+            allow: crate::upstream::allow::UpstreamAllow::new(&config)?,
             config,
             inner: Mutex::new(inner),
             spawn,
@@ -96,6 +107,47 @@ impl Registry {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         }
+    }
+
+    /// Records a broker whose listener could not be bound (a local failure:
+    /// port taken, overflow, range full) and when to try again.
+    fn bind_failed(&self, inner: &mut Inner, node_id: i32, e: MapError, now: std::time::Instant) -> MapError {
+        let backoff = inner
+            .failed
+            .get(&node_id)
+            .map(|f| (f.backoff * 2).min(std::time::Duration::from_secs(60)))
+            .unwrap_or(std::time::Duration::from_secs(1));
+        let why = format!(
+            "local listener for broker {node_id} failed: {}; left out of responses, retry in {} s",
+            e.0,
+            backoff.as_secs()
+        );
+        inner.failed.insert(
+            node_id,
+            Failed {
+                retry_at: now + backoff,
+                backoff,
+                why: e.0.clone(),
+            },
+        );
+        crate::metrics::get()
+            .listeners_failing
+            .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        refused(node_id, why)
+    }
+
+    /// Why kgate is not fully serving, if a broker has no listener.
+    pub fn problem(&self) -> Option<String> {
+        let inner = self.lock();
+        let mut ids: Vec<&i32> = inner.failed.keys().collect();
+        ids.sort();
+        let first = ids.first()?;
+        let f = &inner.failed[*first];
+        Some(format!(
+            "{} broker(s) without a listener; broker {first}: {}",
+            ids.len(),
+            f.why
+        ))
     }
 
     /// The broker slot for a node id, if one exists.
@@ -209,26 +261,38 @@ pub fn valid_host(host: &str) -> bool {
         })
 }
 
-fn refused(why: String) -> MapError {
+fn refused(node_id: i32, why: String) -> MapError {
     crate::metrics::get()
         .dynamic_listeners_refused
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    warn!("{why}");
+    // Every Metadata response names the broker again: log it once a while.
+    if let Some(suppressed) = crate::logs::allow(&format!("refused:{node_id}")) {
+        warn!(node_id, suppressed, "{why}");
+    }
     MapError(why)
 }
 
 impl BrokerMapper for Registry {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
         if !valid_host(host) {
-            return Err(refused(format!(
-                "broker {node_id} has an invalid host {:?}; not dialled",
-                clip(host)
-            )));
+            return Err(refused(
+                node_id,
+                format!(
+                    "broker {node_id} has an invalid host {:?}; not dialled",
+                    clip(host)
+                ),
+            ));
+        }
+        if let Err(why) = self.allow.check(host) {
+            return Err(refused(
+                node_id,
+                format!("broker {node_id} at {}:{port} is not dialled: {why}", clip(host)),
+            ));
         }
         let port16 = u16::try_from(port)
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| refused(format!("broker {node_id} has invalid port {port}")))?;
+            .ok_or_else(|| refused(node_id, format!("broker {node_id} has invalid port {port}")))?;
         let upstream = HostPort::new(host, port16);
         let mut inner = self.lock();
         if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
@@ -251,12 +315,28 @@ impl BrokerMapper for Registry {
             )));
         }
         if inner.dynamic >= self.config.max_dynamic_listeners {
-            return Err(refused(format!(
-                "broker {node_id} at {upstream} gets no listener: max_dynamic_listeners ({}) reached",
-                self.config.max_dynamic_listeners
-            )));
+            return Err(refused(
+                node_id,
+                format!(
+                    "broker {node_id} at {upstream} gets no listener: max_dynamic_listeners ({}) reached",
+                    self.config.max_dynamic_listeners
+                ),
+            ));
         }
-        let slot = self.create(&mut inner, node_id, upstream)?;
+        let now = std::time::Instant::now();
+        if let Some(f) = inner.failed.get(&node_id).filter(|f| f.retry_at > now) {
+            return Err(MapError(f.why.clone()));
+        }
+        let slot = match self.create(&mut inner, node_id, upstream) {
+            Ok(s) => s,
+            Err(e) => return Err(self.bind_failed(&mut inner, node_id, e, now)),
+        };
+        if inner.failed.remove(&node_id).is_some() {
+            info!(node_id, listener = %slot.bind, "broker listener created after earlier failures");
+        }
+        crate::metrics::get()
+            .listeners_failing
+            .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
         inner.dynamic += 1;
         inner.by_node.insert(node_id, slot.clone());
         Ok(slot.advertised.clone())

@@ -17,6 +17,8 @@ pub enum FrameError {
     NegativeLength(i32),
     #[error("frame length {len} exceeds the limit of {max} bytes (max_frame_bytes)")]
     TooLarge { len: usize, max: usize },
+    #[error("first request of {len} bytes exceeds the {max}-byte bound that applies before kgate opens the upstream")]
+    FirstTooLarge { len: usize, max: usize },
     #[error("frame of {0} bytes is too short for a Kafka header")]
     TooShort(usize),
     #[error("connection closed in the middle of a frame ({got} of {want} bytes)")]
@@ -85,6 +87,18 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             max_frame,
             min_body,
             sniff,
+        }
+    }
+
+    /// A reader whose first bytes were already read (and sniffed).
+    pub fn with_buffered(io: R, buf: BytesMut, max_frame: usize, min_body: usize) -> Self {
+        FrameReader {
+            io,
+            buf,
+            chunk: FIRST_CHUNK,
+            max_frame,
+            min_body,
+            sniff: false,
         }
     }
 

@@ -16,6 +16,22 @@ fn frame(e: &FrameError) -> String {
 }
 
 impl SessionError {
+    /// A short, bounded name of the cause (log rate-limiting keys).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionError::Tls(_) => "tls",
+            SessionError::Connect(_) => "upstream",
+            SessionError::Filter(_) => "filter",
+            SessionError::State(_) => "state",
+            SessionError::ClientFrame(_) | SessionError::ClientMalformed { .. } => "client_frame",
+            SessionError::UpstreamFrame(_) | SessionError::UpstreamMalformed { .. } => "broker_frame",
+            SessionError::CorrelationMismatch { .. } | SessionError::Unsolicited => "broker_protocol",
+            SessionError::UpstreamClosed { .. } | SessionError::UpstreamIo(_) => "broker_io",
+            SessionError::RequestTimeout { .. } => "request_timeout",
+            _ => "other",
+        }
+    }
+
     /// A bounded label for the protocol-error metric, if this is one.
     pub fn protocol_kind(&self) -> Option<&'static str> {
         use crate::protocol::frame::FrameError as F;
@@ -23,7 +39,7 @@ impl SessionError {
             SessionError::ClientFrame(F::TlsOnPlaintext) => "tls_on_plaintext",
             SessionError::ClientFrame(F::HttpOnKafka) => "http_on_kafka",
             SessionError::ClientFrame(F::NegativeLength(_)) => "negative_length",
-            SessionError::ClientFrame(F::TooLarge { .. }) => "frame_too_large",
+            SessionError::ClientFrame(F::TooLarge { .. } | F::FirstTooLarge { .. }) => "frame_too_large",
             SessionError::ClientFrame(F::TooShort(_)) => "frame_too_short",
             SessionError::ClientFrame(F::Truncated { .. }) => "truncated_frame",
             SessionError::ClientMalformed { .. } => "malformed_request",
@@ -76,6 +92,8 @@ pub enum SessionError {
     ResponseSideGone,
     #[error("client left before sending anything")]
     ClientGone,
+    #[error("no complete request within {0:?} of connecting (first_request_timeout_ms)")]
+    FirstRequestTimeout(std::time::Duration),
     #[error("idle for {0:?} with nothing in flight (idle_timeout_ms)")]
     Idle(std::time::Duration),
     #[error("broker did not answer api key {api_key} within {after:?} (request_timeout_ms)")]

@@ -8,6 +8,7 @@ mod batch;
 pub mod budget;
 pub mod context;
 pub mod error;
+mod first;
 mod inflight;
 pub mod pump;
 mod respond;
@@ -61,7 +62,7 @@ pub async fn run<G: Send + 'static>(
         let state = machine.state();
         match result {
             Ok(()) => debug!(%state, "connection closed"),
-            Err(e) => log_end(&e, state),
+            Err(e) => log_end(&e, state, &ctx.listener),
         }
     }
     .instrument(span)
@@ -95,14 +96,26 @@ async fn accept_tls(shared: &Shared, client: TcpStream, ctx: &Context) -> Result
     Ok(Stream::Server(Box::new(s)))
 }
 
-/// `Connecting` and `Authenticating`, then the pump.
+/// `AwaitingRequest`, `Connecting` and `Authenticating`, then the pump.
 async fn drive(
     shared: &Shared,
     client: TcpStream,
     ctx: &Context,
     m: &mut Machine,
 ) -> Result<(), SessionError> {
-    let client = accept_tls(shared, client, ctx).await?;
+    let mut client = accept_tls(shared, client, ctx).await?;
+    let mut stop = shared.shutdown.subscribe();
+    let first = tokio::select! {
+        r = first::first_request(&mut client, shared.config.first_request_timeout) => r?,
+        _ = stop.wait_for(|s| *s) => {
+            m.on(Event::ShutdownRequested)?;
+            return Ok(());
+        }
+    };
+    let Some(first) = first else {
+        return Err(SessionError::ClientGone);
+    };
+    m.on(Event::FirstRequest)?;
     let c: &Connector = &shared.connector;
     let mut up = c.open(&ctx.target.route()).await?;
     ctx.set_broker(up.broker.clone());
@@ -119,12 +132,12 @@ async fn drive(
     use crate::filter::Conn;
     ctx.set_session_lifetime_ms(up.session_lifetime_ms);
     ctx.set_reauth_due(crate::filter::reauth::deadline(up.session_lifetime_ms));
-    forward(shared, client, up, ctx, m).await
+    forward(shared, (client, first), up, ctx, m).await
 }
 
 async fn forward(
     shared: &Shared,
-    client: Stream,
+    (client, head): (Stream, bytes::BytesMut),
     up: Upstream,
     ctx: &Context,
     m: &mut Machine,
@@ -145,17 +158,17 @@ async fn forward(
         (Stream::Plain(mut c), Stream::Plain(mut u)) => {
             let (cr, cw) = c.split();
             let (ur, uw) = u.split();
-            pump(cr, cw, ur, uw, &p, m).await
+            pump((cr, head), cw, ur, uw, &p, m).await
         }
         (c, u) => {
             let (cr, cw) = tokio::io::split(c);
             let (ur, uw) = tokio::io::split(u);
-            pump(cr, cw, ur, uw, &p, m).await
+            pump((cr, head), cw, ur, uw, &p, m).await
         }
     }
 }
 
-fn log_end(e: &SessionError, state: State) {
+fn log_end(e: &SessionError, state: State, listener: &str) {
     use crate::protocol::frame::FrameError;
     if let Some(kind) = e.protocol_kind() {
         crate::metrics::get().protocol_errors.add(kind, 1);
@@ -167,7 +180,16 @@ fn log_end(e: &SessionError, state: State) {
         SessionError::ClientIo(_) | SessionError::ResponseSideGone => {
             debug!(%state, error = %e, "connection closed")
         }
-        SessionError::Idle(_) | SessionError::ClientGone => debug!(%state, error = %e, "connection closed"),
-        _ => warn!(%state, error = %e, "closing connection"),
+        SessionError::Idle(_) | SessionError::ClientGone | SessionError::FirstRequestTimeout(_) => {
+            debug!(%state, error = %e, "connection closed")
+        }
+        _ => {
+            // One line per listener and cause every few seconds, with a count.
+            if let Some(suppressed) =
+                crate::logs::allow(&format!("{listener}:{}", e.protocol_kind().unwrap_or(e.kind())))
+            {
+                warn!(%state, error = %e, suppressed, "closing connection");
+            }
+        }
     }
 }

@@ -47,7 +47,7 @@ pub struct Pump<'a> {
 /// Runs both directions until either side ends. `Ok` means the client
 /// closed cleanly or the drain finished.
 pub async fn pump<CR, CW, UR, UW>(
-    client_r: CR,
+    (client_r, first): (CR, bytes::BytesMut),
     client_w: CW,
     up_r: UR,
     up_w: UW,
@@ -62,7 +62,8 @@ where
 {
     let (tx, rx) = mpsc::channel(p.max_in_flight);
     let in_flight = AtomicUsize::new(0);
-    let client = FrameReader::new(client_r, p.max_frame, 8, true);
+    // The first request was read (and checked) before the upstream opened.
+    let client = FrameReader::with_buffered(client_r, first, p.max_frame, 8);
     let upstream = FrameReader::new(up_r, p.max_frame, 4, false);
     let mut req = Requests {
         client,

@@ -1,23 +1,22 @@
 //! The connection's state machine, written down in one place.
 //!
 //! ```text
-//!                 upstream dialled
-//!   Connecting ───────────────────────► Authenticating ──(SASL ok)──┐
-//!       │        (no SASL configured)          │                    │
-//!       │ ─────────────────────────────────────┼──────────────┐     │
-//!       │                                      │ fail         ▼     ▼
-//!       │ fail                                 │           Forwarding ◄──────┐
-//!       ▼                                      ▼            │   │  │         │ re-auth ok
-//!     Closed ◄─────────────────────────────────┴────────────┘   │  └► PausedForReauth
-//!       ▲         client EOF, protocol error, upstream loss     │      (hold new requests,
-//!       │                                                       │       drain in-flight,
-//!       └────────────── Draining ◄──────── shutdown ────────────┘       re-authenticate)
-//!                      (no new requests;
-//!                       in-flight finish)
+//!   AwaitingRequest ──first complete request──► Connecting ──upstream open, SASL──► Authenticating
+//!        │                                        │  ──upstream open, no SASL──┐          │ SASL ok
+//!        │ deadline, EOF, bad frame               │ fail                       ▼          ▼
+//!        ▼                                        ▼                        Forwarding ◄───────────┐
+//!      Closed ◄──────────────────────────────── Closed ◄── client EOF, ──── │   │  │              │ re-auth ok
+//!        ▲                                              error, upstream loss│   │  └► PausedForReauth
+//!        │                                                                  │   │     (hold new requests,
+//!        └──────────────── Draining ◄────────────── shutdown ───────────────┘───┘      drain in-flight,
+//!                   (no new requests; in-flight finish)                                 re-authenticate)
 //! ```
 //!
-//! * **Connecting**: the client is accepted; the upstream TCP (and later
-//!   TLS) connection is being opened. No client byte is read.
+//! * **AwaitingRequest**: the client is accepted (and its TLS done); kgate
+//!   waits, within a deadline and a tight size bound, for one complete,
+//!   valid request. Nothing happens upstream: an empty connect, a port
+//!   scan or a slowloris costs the broker nothing.
+//! * **Connecting**: the upstream TCP and TLS connection is being opened.
 //! * **Authenticating**: kgate's own SASL exchange with the broker, using
 //!   correlation ids kgate owns. No client byte is forwarded.
 //! * **Forwarding**: requests flow client → broker, responses back.
@@ -31,6 +30,7 @@ use tracing::debug;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    AwaitingRequest,
     Connecting,
     Authenticating,
     Forwarding,
@@ -41,6 +41,8 @@ pub enum State {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
+    /// The client's first complete request arrived.
+    FirstRequest,
     /// The upstream connection is up; `sasl` says whether kgate must
     /// authenticate before forwarding.
     UpstreamConnected {
@@ -73,6 +75,8 @@ impl State {
         use Event::*;
         use State::*;
         let next = match (self, event) {
+            (AwaitingRequest, FirstRequest) => Connecting,
+            (AwaitingRequest, ShutdownRequested) => Closed,
             (Connecting, UpstreamConnected { sasl: true }) => Authenticating,
             (Connecting, UpstreamConnected { sasl: false }) => Forwarding,
             (Authenticating, Authenticated) => Forwarding,
@@ -104,7 +108,7 @@ pub struct Machine {
 impl Default for Machine {
     fn default() -> Self {
         Machine {
-            state: State::Connecting,
+            state: State::AwaitingRequest,
         }
     }
 }
@@ -156,7 +160,12 @@ mod tests {
     fn machine_walks_the_table_and_refuses_what_it_does_not_allow() {
         use super::Machine;
         let mut m = Machine::default();
-        assert_eq!(m.state(), Connecting);
+        assert_eq!(m.state(), AwaitingRequest);
+        assert!(
+            m.on(UpstreamConnected { sasl: true }).is_err(),
+            "nothing upstream before a request"
+        );
+        assert_eq!(m.on(FirstRequest).unwrap(), Connecting);
         assert!(m.on(Authenticated).is_err());
         assert_eq!(m.state(), Connecting, "a refused event leaves the state alone");
         assert_eq!(m.on(UpstreamConnected { sasl: true }).unwrap(), Authenticating);
@@ -174,6 +183,7 @@ mod tests {
     #[test]
     fn every_pair_is_either_in_the_table_or_refused() {
         let states = [
+            AwaitingRequest,
             Connecting,
             Authenticating,
             Forwarding,
@@ -182,6 +192,7 @@ mod tests {
             Closed,
         ];
         let events = [
+            FirstRequest,
             UpstreamConnected { sasl: true },
             UpstreamConnected { sasl: false },
             Authenticated,
@@ -196,12 +207,16 @@ mod tests {
                 if let Ok(to) = s.on(e) {
                     allowed += 1;
                     assert!(e == Ended || s != Closed, "{s} must be terminal");
-                    assert!(to != Connecting, "nothing returns to Connecting");
+                    assert!(to != AwaitingRequest, "nothing returns to AwaitingRequest");
+                    assert!(
+                        to != Connecting || s == AwaitingRequest,
+                        "only a first request leads to Connecting"
+                    );
                 }
             }
         }
-        // 10 listed transitions plus Ended from each of the 6 states.
-        assert_eq!(allowed, 16);
+        // 12 listed transitions plus Ended from each of the 7 states.
+        assert_eq!(allowed, 19);
     }
 
     #[test]

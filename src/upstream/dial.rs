@@ -6,7 +6,7 @@
 use crate::config::{Config, HostPort};
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 /// Where a connection must go: any bootstrap server, or one broker by its
 /// real name.
@@ -48,7 +48,7 @@ pub enum DialError {
 
 async fn connect(config: &Config, broker: &HostPort) -> Result<Dialled, DialError> {
     let via = config.dial_address(broker);
-    let fut = TcpStream::connect((via.host.as_str(), via.port));
+    let fut = connect_checked(via.host.as_str(), via.port, config.allow_link_local);
     let cause = match tokio::time::timeout(config.connect_timeout, fut).await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -68,6 +68,31 @@ async fn connect(config: &Config, broker: &HostPort) -> Result<Dialled, DialErro
     })
 }
 
+/// Resolves, drops link-local addresses (cloud metadata services) unless
+/// allowed, and connects to the first address that answers. A name that
+/// resolves to a metadata address is refused here even if it passed the
+/// host patterns.
+async fn connect_checked(host: &str, port: u16, allow_link_local: bool) -> std::io::Result<TcpStream> {
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "name resolved to no address");
+    for sa in tokio::net::lookup_host((host, port)).await? {
+        if !allow_link_local && super::allow::is_link_local(sa.ip()) {
+            last = std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} is link-local (cloud metadata); refused unless allow_link_local is set",
+                    sa.ip()
+                ),
+            );
+            continue;
+        }
+        match TcpStream::connect(sa).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 const BOOTSTRAP_ROUNDS: u32 = 4;
 
 /// Connects to `route`. The bootstrap route tries each bootstrap server in
@@ -82,11 +107,13 @@ pub async fn dial(config: &Config, route: &Route) -> Result<Dialled, DialError> 
                 for b in &config.bootstrap {
                     match connect(config, b).await {
                         Ok(d) => {
-                            info!(bootstrap = %d.broker, via = %d.via, "reached bootstrap server");
+                            debug!(bootstrap = %d.broker, via = %d.via, "reached bootstrap server");
                             return Ok(d);
                         }
                         Err(e) => {
-                            warn!(round, error = %e, "bootstrap server unreachable; trying the next");
+                            if let Some(suppressed) = crate::logs::allow(&format!("dial:{b}")) {
+                                warn!(round, error = %e, suppressed, "bootstrap server unreachable; trying the next");
+                            }
                             last = e.to_string();
                         }
                     }

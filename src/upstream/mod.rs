@@ -2,6 +2,7 @@
 //! dial mapping, TCP, TLS, SASL, credentials and per-broker back-off.
 //! Nothing here imports the session or the listeners.
 
+pub mod allow;
 pub mod connect;
 pub mod credentials;
 pub mod dial;

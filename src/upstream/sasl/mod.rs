@@ -30,6 +30,14 @@ pub enum SaslError {
         broker: String,
         offered: Vec<String>,
     },
+    #[error("{mechanism} SaslHandshake with {broker} failed: broker answered error {code} ({name}); offered {offered:?}")]
+    Handshake {
+        mechanism: &'static str,
+        broker: String,
+        code: i16,
+        name: &'static str,
+        offered: Vec<String>,
+    },
     #[error(
         "{mechanism} authentication with {broker} failed: broker said \"{message}\" (error {code}); {hint}"
     )]
@@ -54,6 +62,7 @@ impl SaslError {
         match self {
             SaslError::Transport { .. } => "transport".into(),
             SaslError::Unsupported { .. } => "mechanism_not_enabled".into(),
+            SaslError::Handshake { .. } => "handshake_error".into(),
             SaslError::Rejected { message, .. } if message.contains("Too many connects") => {
                 "throttled".into()
             }
@@ -65,6 +74,28 @@ impl SaslError {
     /// MSK's per-broker connection-rate limit: back off before retrying.
     pub fn is_throttle(&self) -> bool {
         matches!(self, SaslError::Rejected { message, .. } if message.contains("Too many connects"))
+    }
+}
+
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+
+/// Kafka's name for the error codes a SaslHandshake can carry.
+fn error_name(code: i16) -> &'static str {
+    match code {
+        33 => "UNSUPPORTED_SASL_MECHANISM",
+        34 => "ILLEGAL_SASL_STATE",
+        35 => "UNSUPPORTED_VERSION",
+        58 => "SASL_AUTHENTICATION_FAILED",
+        _ => "unexpected error",
+    }
+}
+
+/// A broker-supplied string cut for a log line.
+fn clip(s: &str) -> String {
+    const MAX: usize = 200;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
     }
 }
 
@@ -138,10 +169,20 @@ impl Authenticator {
         };
 
         let (code, offered) = t.handshake(name).await.map_err(transport)?;
-        if code != 0 {
+        let offered: Vec<String> = offered.iter().take(16).map(|o| clip(o)).collect();
+        if code == UNSUPPORTED_SASL_MECHANISM {
             return Err(SaslError::Unsupported {
                 mechanism: name,
                 broker: broker_host.to_string(),
+                offered,
+            });
+        }
+        if code != 0 {
+            return Err(SaslError::Handshake {
+                mechanism: name,
+                broker: broker_host.to_string(),
+                code,
+                name: error_name(code),
                 offered,
             });
         }
@@ -203,7 +244,7 @@ impl Authenticator {
             broker: broker_host.to_string(),
             code,
             hint: hint(m, &message),
-            message,
+            message: clip(&message),
         };
         let r = t.authenticate(first).await.map_err(transport)?;
         if r.error_code != 0 {
