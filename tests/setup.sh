@@ -12,6 +12,8 @@
 #   - KafkaJS into tests/e2e/clients/js/node_modules (npm ci from the lock file);
 #   - target/e2e-deps/lib/librdkafka.so.1 -> the librdkafka inside the
 #     confluent-kafka wheel (Debian's 2.0.2 cannot talk to tansu).
+#   - for tests/e2e/test_container.py: buildah, podman, runc and musl-tools
+#     (apt) and the x86_64-unknown-linux-musl Rust target (rustup).
 # If python3-venv, a JDK or node/npm are missing it installs them with apt-get
 # (needs root). Idempotent: a second run with nothing changed takes well under
 # a second. One line per step on stderr; the full output of a failing command
