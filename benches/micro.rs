@@ -200,6 +200,15 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
+    c.bench_function("msk_iam_oauthbearer_token_signature", |b| {
+        b.iter(|| {
+            kgate::upstream::sasl::msk_iam::oauth_token(
+                black_box(&keys),
+                "us-east-1",
+                std::time::SystemTime::now(),
+            )
+        })
+    });
 }
 
 criterion_group! {

@@ -48,7 +48,7 @@ run() { # run NAME CMD...: prints ok or FAIL with the command's output
 
 check_dockerfile() {
     need hadolint dockerfile || { failed+=(dockerfile); return; }
-    run dockerfile hadolint --failure-threshold info "$DEPLOY/docker/Dockerfile"
+    run dockerfile hadolint --failure-threshold info "$DEPLOY/docker/Dockerfile" "$DEPLOY/docker/Containerfile.prebuilt"
 }
 
 check_kubernetes() {
@@ -105,7 +105,7 @@ check_systemd() {
 
 check_shell() {
     need shellcheck shell || { failed+=(shell); return; }
-    run shell shellcheck "$DEPLOY/validate.sh" "$DEPLOY/demo.sh"
+    run shell shellcheck "$DEPLOY/validate.sh" "$DEPLOY/demo.sh" "$DEPLOY/systemd/sandbox-emulation.sh"
 }
 
 check_configs() {

@@ -71,6 +71,9 @@ impl LiveCell {
         if new.admin_listen != running.admin_listen {
             restart.push("admin_listen");
         }
+        if crate::admin::Limits::from_config(new) != crate::admin::Limits::from_config(running) {
+            restart.push("admin_max_connections/admin_header_timeout_ms/admin_request_timeout_ms");
+        }
         if !restart.is_empty() {
             warn!(changed = ?restart, "SIGHUP: these settings changed but need a restart to apply");
         }

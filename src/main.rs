@@ -20,8 +20,9 @@ struct Cli {
 enum Cmd {
     /// Run the proxy.
     Run(Box<RunArgs>),
-    /// Validate a configuration file without starting anything.
-    CheckConfig(CheckArgs),
+    /// Validate the configuration `run` would use (file, KGATE_* environment
+    /// and flags, certificate and key files) without starting anything.
+    CheckConfig(Box<CheckArgs>),
 }
 
 fn init_logs(c: &Config) {
@@ -62,7 +63,7 @@ fn main() -> ExitCode {
             Ok(c) => {
                 println!(
                     "{}: OK ({} bootstrap server(s), {} static listener(s), bootstrap listener {}:{})",
-                    args.config.display(),
+                    args.origin(),
                     c.bootstrap.len(),
                     c.static_listeners.len(),
                     c.bind_host,

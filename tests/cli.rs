@@ -217,3 +217,165 @@ async fn sighup_applies_new_limits_live() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Runs `kgate check-config ARGS` with extra environment; (exit code,
+/// stdout, stderr).
+fn check(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = kgate()
+        .arg("check-config")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_validates_the_merged_configuration_run_would_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_bootstrap = write(&dir, "port_base = 20000\n");
+    let f = no_bootstrap.to_str().unwrap();
+    // The bootstrap comes from the environment, as for `run`.
+    let (code, out, err) = check(&["--config", f], &[("KGATE_BOOTSTRAP", "a:1,b:2")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("2 bootstrap server(s)") && out.contains(":20000"),
+        "{out}"
+    );
+    // A bad value in the environment fails, naming the key.
+    let (code, _, err) = check(
+        &["--config", f],
+        &[("KGATE_BOOTSTRAP", "a:1"), ("KGATE_MAX_FRAME_BYTES", "10")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("max_frame_bytes"), "{err}");
+    // A flag beats the environment, here too.
+    let env = [("KGATE_BOOTSTRAP", "a:1"), ("KGATE_LOG_FORMAT", "xml")];
+    assert_eq!(check(&["--config", f], &env).0, Some(2));
+    let (code, _, err) = check(&["--config", f, "--log-format", "json"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    // Flags alone, without a file.
+    let (code, out, err) = check(&["--bootstrap", "a:1", "--admin-listen", "nope"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        err.contains("admin_listen") && err.contains("command line"),
+        "{err}"
+    );
+    let (code, out, _) = check(&["--bootstrap", "a:1"], &[]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("command line: OK"), "{out}");
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two P-256 keys and a self-signed certificate for the first.
+fn key_material(dir: &std::path::Path) {
+    for k in ["one.key", "two.key"] {
+        openssl(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                k,
+            ],
+        );
+    }
+    let subj = ["-subj", "/CN=kgate-test", "-days", "2"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509", "-new", "-key", "one.key", "-out", "one.pem"][..],
+            &subj,
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("garbage.pem"), "not pem at all\n").unwrap();
+}
+
+#[test]
+fn check_config_parses_certificates_and_keys_and_pairs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    key_material(d);
+    let p = |n: &str| d.join(n).display().to_string();
+    let down = |cert: &str, key: &str| {
+        format!(
+            "bootstrap = [\"a:1\"]\n[downstream_tls]\nenabled = true\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            p(cert),
+            p(key)
+        )
+    };
+    let file = |text: String| write(&dir, &text).display().to_string();
+    let (code, _, err) = check(&["--config", &file(down("one.pem", "one.key"))], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let cases = [
+        (
+            down("one.pem", "two.key"),
+            vec![
+                "does not belong",
+                "two.key",
+                "one.pem",
+                "downstream_tls.cert_file",
+            ],
+        ),
+        (
+            down("garbage.pem", "one.key"),
+            vec!["garbage.pem", "no CERTIFICATE"],
+        ),
+        (
+            down("one.pem", "garbage.pem"),
+            vec!["garbage.pem", "no usable private key"],
+        ),
+        (
+            format!(
+                "bootstrap = [\"a:1\"]\n[upstream_tls]\nenabled = true\nca_file = \"{}\"\n",
+                p("garbage.pem")
+            ),
+            vec!["upstream_tls.ca_file", "no CERTIFICATE"],
+        ),
+    ];
+    for (text, expect) in cases {
+        let (code, _, err) = check(&["--config", &file(text.clone())], &[]);
+        assert_eq!(code, Some(2), "{text}");
+        assert!(err.contains("kgate.toml"), "{err}");
+        for e in expect {
+            assert!(err.contains(e), "{text}: expected {e:?} in {err}");
+        }
+    }
+    // The same check for files given as flags.
+    let flags = [
+        "--bootstrap",
+        "a:1",
+        "--upstream-tls",
+        "true",
+        "--upstream-cert-file",
+    ];
+    let (code, _, err) = check(
+        &[&flags[..], &[&p("one.pem"), "--upstream-key-file", &p("two.key")]].concat(),
+        &[],
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("does not belong") && err.contains("upstream_tls"),
+        "{err}"
+    );
+}

@@ -17,6 +17,8 @@
 #     target/e2e-deps/kafka/{broker,clients4}/lib;
 #   - the franz-go modules (`go mod download` in tests/e2e/clients/go) and
 #     the test program built into target/e2e-deps/go/kgate-franz.
+#   - for tests/e2e/test_container.py: buildah, podman, runc and musl-tools
+#     (apt) and the x86_64-unknown-linux-musl Rust target (rustup).
 # If python3-venv, a JDK or node/npm are missing it installs them with apt-get
 # (needs root). Idempotent: a second run with nothing changed takes well under
 # a second. One line per step on stderr; the full output of a failing command
@@ -206,3 +208,19 @@ step "ok: . ${DEPS#"$REPO"/}/env.sh && python -m pytest tests/e2e -q"
 step "clickhouse: $(dpkg-query -W -f '${Package} ${Version}' clickhouse-server 2>/dev/null || echo '(not from dpkg)')"
 command -v systemd-analyze >/dev/null || apt_install systemd
 step "systemd-analyze: $(systemd-analyze --version | head -n 1)"
+
+# --- container image (tests/e2e/test_container.py) ------------------------------
+# buildah builds deploy/docker/Containerfile.prebuilt from a static musl kgate
+# built on the host; podman runs it with runc (crun refuses this machine's
+# hybrid cgroups). musl-tools: ring compiles C for the musl target.
+missing=()
+for t in buildah:buildah podman:podman runc:runc musl-gcc:musl-tools; do
+    command -v "${t%%:*}" >/dev/null || missing+=("${t#*:}")
+done
+[ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+step "containers: $(buildah --version), $(podman --version), $(runc --version | head -n 1)"
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    step "rustup target add x86_64-unknown-linux-musl"
+    quiet rustup target add x86_64-unknown-linux-musl || die "rustup target add x86_64-unknown-linux-musl"
+fi
+step "rust target x86_64-unknown-linux-musl installed"

@@ -138,6 +138,11 @@ job "kgate" {
         # The image's ENTRYPOINT is ["/kgate", "run"]; the task directory's
         # local/ is mounted at /local, secrets/ at /secrets.
         args = ["--config", "/local/kgate.toml"]
+        # Two descriptors per client connection (client + broker socket):
+        # max_connections 4096 needs about 8,300 with listeners and admin.
+        ulimit {
+          nofile = "16384:16384"
+        }
       }
 
       kill_signal  = "SIGTERM"

@@ -1,6 +1,17 @@
 //! The admin HTTP listener: `/metrics` (Prometheus), `/healthz` (the
 //! runtime answers) and `/readyz` (listeners bound, upstream reached and
 //! authenticated within the readiness window, not draining).
+//!
+//! HTTP/1.1 is hyper's. kgate adds the limits an endpoint reachable by
+//! anything on the node needs:
+//! - at most `admin_max_connections` connections at once; one more is
+//!   closed as soon as it is accepted, without reading from it;
+//! - the request headers must arrive within `admin_header_timeout`
+//!   (hyper's header read timeout), and the whole exchange must end within
+//!   `admin_request_timeout`, so a slowloris client holds a slot for a
+//!   bounded time only;
+//! - one request per connection (`Connection: close`), which makes the
+//!   overall deadline a per-request deadline.
 
 mod engine_metrics;
 pub mod health;
@@ -8,78 +19,117 @@ pub mod probe;
 mod prometheus;
 
 use crate::Shared;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-/// Serves the admin endpoints until the task is dropped.
-pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
-    if let Ok(a) = listener.local_addr() {
-        info!(admin = %a, "admin endpoint: /metrics /healthz /readyz");
-    }
-    loop {
-        match listener.accept().await {
-            Ok((sock, _)) => {
-                let s = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = tokio::time::timeout(Duration::from_secs(5), handle(&s, sock)).await {
-                        debug!(error = %e, "admin request timed out");
-                    }
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+/// Limits of the admin listener (from the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Limits {
+            max_connections: c.admin_max_connections,
+            header_timeout: c.admin_header_timeout,
+            request_timeout: c.admin_request_timeout,
         }
     }
 }
 
-async fn handle(shared: &Shared, mut sock: TcpStream) {
-    let mut buf = vec![0u8; 8192];
-    let mut n = 0;
-    while n < buf.len() {
-        match sock.read(&mut buf[n..]).await {
-            Ok(0) | Err(_) => break,
-            Ok(k) => n += k,
-        }
-        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
+/// Serves the admin endpoints until the task is dropped.
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    let limits = Limits::from_config(&shared.config);
+    if let Ok(a) = listener.local_addr() {
+        info!(admin = %a, max_connections = limits.max_connections, "admin endpoint: /metrics /healthz /readyz");
     }
-    let head = String::from_utf8_lossy(&buf[..n]);
-    let mut parts = head.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            debug!(%peer, limit = limits.max_connections, "admin connection refused: too many open");
+            drop(sock);
+            continue;
+        };
+        let s = shared.clone();
+        tokio::spawn(async move {
+            let served = tokio::time::timeout(limits.request_timeout, connection(s, sock, limits)).await;
+            match served {
+                Err(_) => debug!(%peer, "admin request closed: deadline passed"),
+                Ok(Err(e)) => debug!(%peer, error = %e, "admin connection ended with an error"),
+                Ok(Ok(())) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+async fn connection(shared: Arc<Shared>, sock: TcpStream, limits: Limits) -> hyper::Result<()> {
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let s = shared.clone();
+        async move { Ok::<_, Infallible>(route(&s, &req)) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .keep_alive(false)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(sock), service)
+        .await
+}
+
+fn reply(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let h = &shared.health;
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
+    if req.method() != Method::GET {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
+    }
+    match req.uri().path() {
+        "/metrics" => reply(
+            StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             prometheus::render(crate::metrics::get(), h.ready().is_ok(), h.draining()),
         ),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", "/readyz") => match h.ready() {
-            Ok(()) => ("200 OK", "text/plain", "ready\n".to_string()),
-            Err(why) => (
-                "503 Service Unavailable",
+        "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => match h.ready() {
+            Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+            Err(why) => reply(
+                StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
                 format!("not ready: {why}\n"),
             ),
         },
-        ("GET", _) => (
-            "404 Not Found",
+        _ => reply(
+            StatusCode::NOT_FOUND,
             "text/plain",
             "try /metrics, /healthz or /readyz\n".into(),
         ),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-    };
-    let resp = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = sock.write_all(resp.as_bytes()).await;
-    let _ = sock.shutdown().await;
+    }
 }

@@ -1,4 +1,23 @@
 //! Renders the metrics in Prometheus text format (version 0.0.4).
+//!
+//! Decision (issue 15, 2026-12): kgate keeps this hand-written exposition
+//! and `crate::metrics` instead of adopting the `prometheus-client` crate.
+//! - Hot path. Per request kgate does one `fetch_add` on a fixed
+//!   per-API-key slot and one histogram observation made of three relaxed
+//!   atomic adds: no lock, no hashing, no allocation. In prometheus-client
+//!   (src/metrics/histogram.rs) `Histogram::observe` takes a `Mutex` around
+//!   the sum, count and buckets, and a labelled metric goes through
+//!   `Family::get_or_create`, a read lock on an `RwLock<HashMap>` plus a
+//!   hash of the label set, on every call. Its `Counter` is atomic, but the
+//!   per-API-key latency histograms are exactly where kgate needs labels,
+//!   so adopting it would put a lock on every request; keeping the
+//!   lock-free arrays and encoding them through the crate's collector API
+//!   would keep only its text encoder, for more code than this file.
+//! - Output. This file is small and the format is checked end to end:
+//!   tests/e2e/test_ops.py parses /metrics with the Python prometheus_client
+//!   parser before, during and after traffic.
+//! - The locks that remain (`Family` for failure causes, the per-listener
+//!   map) are taken on failures and on connection accept, not per request.
 
 use crate::metrics::{Histogram, Metrics, API_SLOTS};
 use kafka_protocol::messages::ApiKey;

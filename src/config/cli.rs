@@ -153,6 +153,15 @@ pub struct RunArgs {
     /// Admin HTTP listener for /metrics, /healthz, /readyz, or `off` [default: 127.0.0.1:9644].
     #[arg(long, env = "KGATE_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
+    /// Admin connections served at once; more are closed at once [default: 64].
+    #[arg(long, env = "KGATE_ADMIN_MAX_CONNECTIONS")]
+    pub admin_max_connections: Option<usize>,
+    /// An admin client must send its request headers within this many ms [default: 5000].
+    #[arg(long, env = "KGATE_ADMIN_HEADER_TIMEOUT_MS")]
+    pub admin_header_timeout_ms: Option<u64>,
+    /// An admin request must be answered within this many ms [default: 10000].
+    #[arg(long, env = "KGATE_ADMIN_REQUEST_TIMEOUT_MS")]
+    pub admin_request_timeout_ms: Option<u64>,
     /// /readyz needs the upstream reached within this many ms [default: 30000].
     #[arg(long, env = "KGATE_READY_WINDOW_MS")]
     pub ready_window_ms: Option<u64>,
@@ -179,11 +188,12 @@ pub struct RunArgs {
     pub max_connections_per_client: Option<usize>,
 }
 
-#[derive(Debug, Args)]
+/// `check-config` takes exactly what `run` takes (file, `KGATE_*`
+/// environment, flags), so it validates the configuration `run` would use.
+#[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
-    /// TOML configuration file to validate.
-    #[arg(long)]
-    pub config: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl RunArgs {
@@ -232,6 +242,9 @@ impl RunArgs {
             },
             ops: super::ops::OpsOverrides {
                 admin_listen: self.admin_listen,
+                admin_max_connections: self.admin_max_connections,
+                admin_header_timeout_ms: self.admin_header_timeout_ms,
+                admin_request_timeout_ms: self.admin_request_timeout_ms,
                 ready_window_ms: self.ready_window_ms,
                 drain_timeout_ms: self.drain_timeout_ms,
                 max_connections: self.max_connections,
@@ -260,8 +273,20 @@ impl RunArgs {
 }
 
 impl CheckArgs {
+    /// The merged config, as `run` builds it, with every TLS file read,
+    /// parsed and (certificate with key) paired.
     pub fn check(&self) -> Result<Config, String> {
-        let file = FileConfig::load(&self.config)?;
-        build(file, Overrides::default(), &self.config.display().to_string())
+        let origin = self.origin();
+        let c = self.run.clone().resolve()?;
+        super::check_material(&c).map_err(|e| format!("{origin}: {e}"))?;
+        Ok(c)
+    }
+
+    /// The file, or "command line" when there is none.
+    pub fn origin(&self) -> String {
+        match &self.run.config {
+            Some(p) => p.display().to_string(),
+            None => "command line".into(),
+        }
     }
 }

@@ -32,6 +32,9 @@ pub struct FileConfig {
     pub log_level: Option<String>,
     pub tls_reload_interval_ms: Option<u64>,
     pub admin_listen: Option<String>,
+    pub admin_max_connections: Option<usize>,
+    pub admin_header_timeout_ms: Option<u64>,
+    pub admin_request_timeout_ms: Option<u64>,
     pub ready_window_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
@@ -265,6 +268,9 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     c.upstream_sasl = sasl(file.upstream_sasl.overlay(o.upstream_sasl)).map_err(err)?;
     let ops = super::ops::OpsOverrides {
         admin_listen: file.admin_listen,
+        admin_max_connections: file.admin_max_connections,
+        admin_header_timeout_ms: file.admin_header_timeout_ms,
+        admin_request_timeout_ms: file.admin_request_timeout_ms,
         ready_window_ms: file.ready_window_ms,
         drain_timeout_ms: file.drain_timeout_ms,
         max_connections: file.max_connections,

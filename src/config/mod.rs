@@ -2,6 +2,7 @@
 //! merged with precedence flag > env > file into one validated [`Config`].
 //! Every error names the file or flag, the key, and what was expected.
 
+mod check;
 mod cli;
 mod file;
 mod ops;
@@ -9,6 +10,7 @@ mod sasl;
 mod tls;
 
 pub use crate::tls::material::Passphrase;
+pub use check::check_material;
 pub use cli::{CheckArgs, RunArgs};
 pub use file::FileConfig;
 pub use sasl::{AwsOptions, Mechanism, SaslConfig, Secret};
@@ -131,6 +133,13 @@ pub struct Config {
     pub upstream_sasl: Option<SaslConfig>,
     /// Admin HTTP listener; `None` when disabled.
     pub admin_listen: Option<HostPort>,
+    /// Admin connections served at once; more are closed at accept.
+    pub admin_max_connections: usize,
+    /// An admin client must send its request headers within this time.
+    pub admin_header_timeout: Duration,
+    /// An admin request must be answered (headers read, body written)
+    /// within this time, or its connection is closed.
+    pub admin_request_timeout: Duration,
     /// /readyz needs the upstream reached within this window.
     pub ready_window: Duration,
     pub drain_timeout: Duration,
@@ -173,6 +182,9 @@ impl Config {
             downstream_tls: None,
             upstream_sasl: None,
             admin_listen: Some(HostPort::new(DEFAULT_BIND_HOST, 9644)),
+            admin_max_connections: 64,
+            admin_header_timeout: Duration::from_secs(5),
+            admin_request_timeout: Duration::from_secs(10),
             ready_window: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(20),
             max_connections: 10_000,

@@ -6,6 +6,9 @@ use std::time::Duration;
 #[derive(Debug, Default, Clone)]
 pub struct OpsOverrides {
     pub admin_listen: Option<String>,
+    pub admin_max_connections: Option<usize>,
+    pub admin_header_timeout_ms: Option<u64>,
+    pub admin_request_timeout_ms: Option<u64>,
     pub ready_window_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
@@ -23,6 +26,9 @@ impl OpsOverrides {
         }
         take!(
             admin_listen,
+            admin_max_connections,
+            admin_header_timeout_ms,
+            admin_request_timeout_ms,
             ready_window_ms,
             drain_timeout_ms,
             max_connections,
@@ -49,6 +55,18 @@ impl OpsOverrides {
                 Ok(Duration::from_millis(v))
             }
         };
+        if let Some(v) = self.admin_max_connections {
+            if v == 0 {
+                return Err("key `admin_max_connections`: expected at least 1".into());
+            }
+            c.admin_max_connections = v;
+        }
+        if let Some(v) = self.admin_header_timeout_ms {
+            c.admin_header_timeout = positive("admin_header_timeout_ms", v)?;
+        }
+        if let Some(v) = self.admin_request_timeout_ms {
+            c.admin_request_timeout = positive("admin_request_timeout_ms", v)?;
+        }
         if let Some(v) = self.ready_window_ms {
             c.ready_window = positive("ready_window_ms", v)?;
         }

@@ -103,6 +103,28 @@ pub fn load_roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// Loads a certificate chain and its key and checks that they pair: the
+/// key is one rustls can sign with, and its public key is the one in the
+/// first (end-entity) certificate.
+pub fn check_pair(cert: &Path, key: &Path, passphrase: Option<&Passphrase>) -> Result<(), String> {
+    let chain = load_certs(cert)?;
+    let der = load_key(key, passphrase)?;
+    let provider = rustls::crypto::ring::default_provider();
+    match rustls::sign::CertifiedKey::from_der(chain, der, &provider) {
+        Ok(_) => Ok(()),
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => Err(format!(
+            "{} does not belong to the certificate in {}: their public keys differ",
+            key.display(),
+            cert.display()
+        )),
+        Err(e) => Err(format!(
+            "{} with {}: unusable certificate and key: {e}",
+            cert.display(),
+            key.display()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

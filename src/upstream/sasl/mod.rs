@@ -232,11 +232,13 @@ impl Authenticator {
                     .await
                     .map_err(|e| local(format!("no AWS credentials: {e}")))?;
                 let region = msk_iam::region_for(broker_host, self.cfg.region.as_deref()).map_err(local)?;
-                if m == Mechanism::MskIam {
-                    msk_iam::iam_payload(&keys, &region, broker_host, SystemTime::now())
+                let signed = if m == Mechanism::MskIam {
+                    msk_iam::try_iam_payload(&keys, &region, broker_host, SystemTime::now())
                 } else {
-                    msk_iam::oauth_message(&msk_iam::oauth_token(&keys, &region, SystemTime::now()))
-                }
+                    msk_iam::try_oauth_token(&keys, &region, SystemTime::now())
+                        .map(|t| msk_iam::oauth_message(&t))
+                };
+                signed.map_err(|e| local(e.to_string()))?
             }
         };
         let rejected = |code: i16, message: String| SaslError::Rejected {

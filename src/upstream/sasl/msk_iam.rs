@@ -1,6 +1,6 @@
 //! AWS_MSK_IAM (JSON payload) and OAUTHBEARER (MSK IAM token) messages.
 
-use super::sigv4::{presign, Keys, ACTION, ALGORITHM};
+use super::sigv4::{presign, uri_encode, Keys, SignError, ACTION, ALGORITHM};
 use base64::Engine;
 use std::time::SystemTime;
 
@@ -24,8 +24,8 @@ pub fn region_for(host: &str, configured: Option<&str>) -> Result<String, String
 
 /// The AWS_MSK_IAM client message: a JSON object with lower-case keys and
 /// raw (not URL-encoded) values, signed for `host` without a port.
-pub fn iam_payload(keys: &Keys, region: &str, host: &str, now: SystemTime) -> Vec<u8> {
-    let p = presign(keys, region, host, now, EXPIRES_SECS);
+pub fn try_iam_payload(keys: &Keys, region: &str, host: &str, now: SystemTime) -> Result<Vec<u8>, SignError> {
+    let p = presign(keys, region, host, now, EXPIRES_SECS)?;
     let mut m = serde_json::Map::new();
     let mut put = |k: &str, v: String| {
         m.insert(k.to_string(), serde_json::Value::String(v));
@@ -43,22 +43,39 @@ pub fn iam_payload(keys: &Keys, region: &str, host: &str, now: SystemTime) -> Ve
     if let Some(t) = p.security_token {
         put("x-amz-security-token", t);
     }
-    serde_json::Value::Object(m).to_string().into_bytes()
+    Ok(serde_json::Value::Object(m).to_string().into_bytes())
+}
+
+/// [`try_iam_payload`] for a host known to be a valid name.
+///
+/// # Panics
+/// When `host` is not a valid URI authority; the session uses
+/// [`try_iam_payload`] instead.
+pub fn iam_payload(keys: &Keys, region: &str, host: &str, now: SystemTime) -> Vec<u8> {
+    try_iam_payload(keys, region, host, now).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The MSK IAM OAUTHBEARER token: base64url (no padding) of the URL
 /// presigned for `kafka.<region>.amazonaws.com`, with `User-Agent` added
 /// after signing.
-pub fn oauth_token(keys: &Keys, region: &str, now: SystemTime) -> String {
+pub fn try_oauth_token(keys: &Keys, region: &str, now: SystemTime) -> Result<String, SignError> {
     let host = format!("kafka.{region}.amazonaws.com");
-    let p = presign(keys, region, &host, now, EXPIRES_SECS);
+    let p = presign(keys, region, &host, now, EXPIRES_SECS)?;
     let url = format!(
         "https://{host}/?{}&X-Amz-Signature={}&User-Agent={}",
         p.url_query,
         p.signature,
-        super::sigv4::uri_encode(USER_AGENT)
+        uri_encode(USER_AGENT)
     );
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url)
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url))
+}
+
+/// [`try_oauth_token`] for a region known to be a valid host label.
+///
+/// # Panics
+/// When `kafka.<region>.amazonaws.com` is not a valid URI authority.
+pub fn oauth_token(keys: &Keys, region: &str, now: SystemTime) -> String {
+    try_oauth_token(keys, region, now).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The OAUTHBEARER initial client response (RFC 7628).
