@@ -128,6 +128,8 @@ pub struct Metrics {
     pub per_client_refused: AtomicU64,
     /// Frames streamed through without being assembled, per direction.
     pub frames_streamed: [AtomicU64; 2],
+    /// Streamed frames whose unread part moved by splice(2).
+    pub frames_spliced: AtomicU64,
     by_listener: Mutex<BTreeMap<String, std::sync::Arc<ListenerStats>>>,
 }
 
@@ -152,6 +154,7 @@ impl Default for Metrics {
             first_request_timeouts: AtomicU64::new(0),
             per_client_refused: AtomicU64::new(0),
             frames_streamed: Default::default(),
+            frames_spliced: AtomicU64::new(0),
             by_listener: Mutex::new(BTreeMap::new()),
         }
     }

@@ -85,6 +85,13 @@ pub fn render(m: &Metrics, o: &mut String) {
     );
     head(
         o,
+        "kgate_frames_spliced_total",
+        "counter",
+        "Streamed frames whose unread part moved socket to socket with splice(2), never entering kgate's memory.",
+    );
+    let _ = writeln!(o, "kgate_frames_spliced_total {}", m.frames_spliced.load(Relaxed));
+    head(
+        o,
         "kgate_dynamic_listeners_refused_total",
         "counter",
         "Brokers refused a listener: cap reached, invalid host or port.",

@@ -59,6 +59,12 @@ pub struct RunArgs {
     /// Permit link-local broker addresses (169.254.0.0/16, fe80::/10), where cloud metadata services live.
     #[arg(long, env = "KGATE_ALLOW_LINK_LOCAL")]
     pub allow_link_local: Option<bool>,
+    /// Move cut-through bytes socket to socket with splice(2) when both sides are plain TCP [default: true].
+    #[arg(long, env = "KGATE_SPLICE")]
+    pub splice: Option<bool>,
+    /// Runtime worker threads; more help with many TLS connections [default: 1].
+    #[arg(long, env = "KGATE_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
     /// Upstream TCP connect timeout in milliseconds [default: 10000].
     #[arg(long, env = "KGATE_CONNECT_TIMEOUT_MS")]
     pub connect_timeout_ms: Option<u64>,
@@ -218,6 +224,8 @@ impl RunArgs {
             max_dynamic_listeners: self.max_dynamic_listeners,
             upstream_hosts: self.upstream_hosts,
             allow_link_local: self.allow_link_local,
+            splice: self.splice,
+            worker_threads: self.worker_threads,
             connect_timeout_ms: self.connect_timeout_ms,
             log_format: self.log_format,
             log_level: self.log_level,

@@ -27,6 +27,8 @@ pub struct FileConfig {
     pub max_dynamic_listeners: Option<usize>,
     pub upstream_hosts: Option<Vec<String>>,
     pub allow_link_local: Option<bool>,
+    pub splice: Option<bool>,
+    pub worker_threads: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -102,6 +104,8 @@ pub struct Overrides {
     pub max_dynamic_listeners: Option<usize>,
     pub upstream_hosts: Option<Vec<String>>,
     pub allow_link_local: Option<bool>,
+    pub splice: Option<bool>,
+    pub worker_threads: Option<usize>,
     pub connect_timeout_ms: Option<u64>,
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -217,6 +221,17 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     }
     if let Some(h) = o.upstream_hosts.or(file.upstream_hosts) {
         c.upstream_hosts = Some(h);
+    }
+    if let Some(n) = o.worker_threads.or(file.worker_threads) {
+        if !(1..=256).contains(&n) {
+            return Err(format!(
+                "key `worker_threads`: {n} is out of range; expected 1 to 256"
+            ));
+        }
+        c.worker_threads = n;
+    }
+    if let Some(v) = o.splice.or(file.splice) {
+        c.splice = v;
     }
     if let Some(a) = o.allow_link_local.or(file.allow_link_local) {
         c.allow_link_local = a;

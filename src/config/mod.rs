@@ -125,6 +125,11 @@ pub struct Config {
     pub upstream_hosts: Option<Vec<String>>,
     /// Permit link-local broker addresses (where metadata services live).
     pub allow_link_local: bool,
+    /// Move cut-through bytes with splice(2) when both sides are plain TCP.
+    pub splice: bool,
+    /// Runtime worker threads. One event loop moves hundreds of MB/s and
+    /// adds the least latency; more help with many TLS connections.
+    pub worker_threads: usize,
     pub connect_timeout: Duration,
     pub log_format: LogFormat,
     pub log_level: Option<String>,
@@ -175,6 +180,8 @@ impl Config {
             max_dynamic_listeners: DEFAULT_MAX_DYNAMIC_LISTENERS,
             upstream_hosts: None,
             allow_link_local: false,
+            splice: true,
+            worker_threads: 1,
             connect_timeout: Duration::from_secs(10),
             log_format: LogFormat::Human,
             log_level: None,

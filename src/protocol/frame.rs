@@ -107,6 +107,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         !self.buf.is_empty()
     }
 
+    /// The stream being read.
+    pub fn get_ref(&self) -> &R {
+        &self.io
+    }
+
     /// The bytes buffered so far (the current frame first).
     pub fn buffered(&self) -> &[u8] {
         &self.buf

@@ -12,6 +12,7 @@ mod first;
 mod inflight;
 pub mod pump;
 mod respond;
+mod splice;
 pub mod state;
 pub mod target;
 
@@ -153,6 +154,7 @@ async fn forward(
         shutdown: shared.shutdown.subscribe(),
         idle_timeout: live.idle_timeout,
         request_timeout: live.request_timeout,
+        splice: c.splice,
     };
     match (client, up.stream) {
         (Stream::Plain(mut c), Stream::Plain(mut u)) => {

@@ -14,6 +14,7 @@ use super::budget::Budget;
 use super::context::Context;
 use super::error::SessionError;
 use super::inflight::{Pending, PumpInject};
+use super::splice::{pass, AsTcp, Pipe};
 use super::state::{Event, Machine, State};
 use crate::filter::{Chain, Need, RequestVerdict, HEAD_BYTES};
 use crate::metrics;
@@ -42,6 +43,8 @@ pub struct Pump<'a> {
     pub shutdown: watch::Receiver<bool>,
     pub idle_timeout: Option<Duration>,
     pub request_timeout: Duration,
+    /// Splice cut-through bytes when both sides are plain TCP.
+    pub splice: bool,
 }
 
 /// Runs both directions until either side ends. `Ok` means the client
@@ -55,10 +58,10 @@ pub async fn pump<CR, CW, UR, UW>(
     machine: &mut Machine,
 ) -> Result<(), SessionError>
 where
-    CR: AsyncRead + Unpin,
-    CW: AsyncWrite + Unpin,
-    UR: AsyncRead + Unpin,
-    UW: AsyncWrite + Unpin + Send,
+    CR: AsyncRead + Unpin + AsTcp,
+    CW: AsyncWrite + Unpin + AsTcp,
+    UR: AsyncRead + Unpin + AsTcp,
+    UW: AsyncWrite + Unpin + Send + AsTcp,
 {
     let (tx, rx) = mpsc::channel(p.max_in_flight);
     let in_flight = AtomicUsize::new(0);
@@ -68,6 +71,7 @@ where
     let mut req = Requests {
         client,
         upstream: up_w,
+        pipe: None,
         tx,
         in_flight: &in_flight,
         batch: Batch::default(),
@@ -101,12 +105,13 @@ enum Wake {
 struct Requests<'a, R, W> {
     client: FrameReader<R>,
     upstream: W,
+    pipe: Option<Pipe>,
     tx: mpsc::Sender<Pending>,
     in_flight: &'a AtomicUsize,
     batch: Batch,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin + Send> Requests<'_, R, W> {
+impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Requests<'_, R, W> {
     /// The state machine from `Forwarding` to `Closed`.
     async fn run(&mut self, p: &Pump<'_>, m: &mut Machine) -> Result<(), SessionError> {
         let mut shutdown = p.shutdown.clone();
@@ -237,10 +242,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin + Send> Requests<'_, R, W> {
                 c.copy_to(total, &mut tokio::io::sink()).await.map_err(copy_err)?;
                 self.tx.send(Pending::Local(bytes)).await.map_err(gone)
             }
-            RequestVerdict::NoResponse => self.send(total).await,
+            RequestVerdict::NoResponse => self.send(total, p.splice).await,
             RequestVerdict::Pass => {
                 self.expect(h, plan).await?;
-                self.send(total).await
+                self.send(total, p.splice).await
             }
         }
     }
@@ -261,7 +266,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin + Send> Requests<'_, R, W> {
 
     /// Sends the frame at the head of the buffer: whole if it is (or is
     /// small enough to be), else cut through.
-    async fn send(&mut self, total: usize) -> Result<(), SessionError> {
+    async fn send(&mut self, total: usize, splice: bool) -> Result<(), SessionError> {
         let c = &mut self.client;
         if c.buffered().len() >= total || total <= CUT_THROUGH_MIN {
             c.ensure(total).await.map_err(SessionError::ClientFrame)?;
@@ -273,7 +278,9 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin + Send> Requests<'_, R, W> {
             .flush(&mut self.upstream)
             .await
             .map_err(SessionError::UpstreamIo)?;
-        c.copy_to(total, &mut self.upstream).await.map_err(copy_err)
+        pass(c, &mut self.upstream, total, &mut self.pipe, splice)
+            .await
+            .map_err(copy_err)
     }
 }
 

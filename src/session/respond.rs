@@ -7,6 +7,7 @@ use super::batch::Batch;
 use super::error::SessionError;
 use super::inflight::Pending;
 use super::pump::{Pump, CUT_THROUGH_MIN};
+use super::splice::{pass, AsTcp, Pipe};
 use crate::filter::{Plan, ResponseNeed};
 use crate::metrics;
 use crate::protocol::fetch_scan::{FetchScan, Step, MAX_UNIT};
@@ -30,6 +31,7 @@ struct Responses<'a, R, W> {
     upstream: FrameReader<R>,
     client: W,
     batch: Batch,
+    pipe: Option<Pipe>,
     p: &'a Pump<'a>,
 }
 
@@ -41,14 +43,15 @@ pub async fn responses<R, W>(
     in_flight: &AtomicUsize,
 ) -> Result<(), SessionError>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    R: AsyncRead + Unpin + AsTcp,
+    W: AsyncWrite + Unpin + AsTcp,
 {
     use tokio::sync::mpsc::error::TryRecvError;
     let mut s = Responses {
         upstream,
         client,
         batch: Batch::default(),
+        pipe: None,
         p,
     };
     loop {
@@ -126,7 +129,7 @@ where
     }
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Responses<'_, R, W> {
+impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + AsTcp> Responses<'_, R, W> {
     async fn flush(&mut self) -> Result<(), SessionError> {
         self.batch
             .flush(&mut self.client)
@@ -188,10 +191,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Responses<'_, R, W> {
             ResponseNeed::Skip => {
                 metrics::get().frames_streamed[1].fetch_add(1, Relaxed);
                 self.flush().await?;
-                self.upstream
-                    .copy_to(total, &mut self.client)
-                    .await
-                    .map_err(copy_err)?;
+                pass(
+                    &mut self.upstream,
+                    &mut self.client,
+                    total,
+                    &mut self.pipe,
+                    self.p.splice,
+                )
+                .await
+                .map_err(copy_err)?;
                 // Over TLS the last record may sit in the session's buffer
                 // until flushed; nothing else would push it out.
                 self.client.flush().await.map_err(SessionError::ClientIo)?;
@@ -250,10 +258,15 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Responses<'_, R, W> {
                     ready += head;
                     if records > 0 {
                         self.send_ready(&mut left, &mut ready).await?;
-                        self.upstream
-                            .copy_to(records, &mut self.client)
-                            .await
-                            .map_err(copy_err)?;
+                        pass(
+                            &mut self.upstream,
+                            &mut self.client,
+                            records,
+                            &mut self.pipe,
+                            self.p.splice,
+                        )
+                        .await
+                        .map_err(copy_err)?;
                         left -= records;
                     }
                 }
