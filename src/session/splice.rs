@@ -121,6 +121,45 @@ pub async fn splice_exact(
     Ok(())
 }
 
+/// Passes the next `n` bytes of the current frame from `r` to `w`: what is
+/// buffered is written, and the rest is spliced when `enabled` and both
+/// sides are plain TCP, else copied through the reader's bounded buffer.
+pub async fn pass<R, W>(
+    r: &mut crate::protocol::frame::FrameReader<R>,
+    w: &mut W,
+    n: usize,
+    pipe: &mut Option<Pipe>,
+    enabled: bool,
+) -> Result<(), CopyError>
+where
+    R: tokio::io::AsyncRead + Unpin + AsTcp,
+    W: tokio::io::AsyncWrite + Unpin + AsTcp,
+{
+    use tokio::io::AsyncWriteExt;
+    let both_tcp = r.get_ref().tcp().is_some() && w.tcp().is_some();
+    if !enabled || !both_tcp || r.buffered().len() >= n {
+        return r.copy_to(n, w).await;
+    }
+    if pipe.is_none() {
+        *pipe = Pipe::new().ok();
+    }
+    let Some(p) = pipe.as_ref() else {
+        return r.copy_to(n, w).await;
+    };
+    let k = r.buffered().len();
+    if k > 0 {
+        let head = r.take(k);
+        w.write_all(&head).await.map_err(CopyError::Write)?;
+    }
+    crate::metrics::get()
+        .frames_spliced
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match (r.get_ref().tcp(), w.tcp()) {
+        (Some(from), Some(to)) => splice_exact(from, to, p, n - k).await,
+        _ => r.copy_to(n - k, w).await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,44 +205,5 @@ mod tests {
         let pipe = Pipe::new().unwrap();
         let e = splice_exact(&src_r, &dst_w, &pipe, 10).await.unwrap_err();
         assert!(matches!(e, CopyError::Read(FrameError::Truncated { .. })), "{e}");
-    }
-}
-
-/// Passes the next `n` bytes of the current frame from `r` to `w`: what is
-/// buffered is written, and the rest is spliced when `enabled` and both
-/// sides are plain TCP, else copied through the reader's bounded buffer.
-pub async fn pass<R, W>(
-    r: &mut crate::protocol::frame::FrameReader<R>,
-    w: &mut W,
-    n: usize,
-    pipe: &mut Option<Pipe>,
-    enabled: bool,
-) -> Result<(), CopyError>
-where
-    R: tokio::io::AsyncRead + Unpin + AsTcp,
-    W: tokio::io::AsyncWrite + Unpin + AsTcp,
-{
-    use tokio::io::AsyncWriteExt;
-    let both_tcp = r.get_ref().tcp().is_some() && w.tcp().is_some();
-    if !enabled || !both_tcp || r.buffered().len() >= n {
-        return r.copy_to(n, w).await;
-    }
-    if pipe.is_none() {
-        *pipe = Pipe::new().ok();
-    }
-    let Some(p) = pipe.as_ref() else {
-        return r.copy_to(n, w).await;
-    };
-    let k = r.buffered().len();
-    if k > 0 {
-        let head = r.take(k);
-        w.write_all(&head).await.map_err(CopyError::Write)?;
-    }
-    crate::metrics::get()
-        .frames_spliced
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    match (r.get_ref().tcp(), w.tcp()) {
-        (Some(from), Some(to)) => splice_exact(from, to, p, n - k).await,
-        _ => r.copy_to(n - k, w).await,
     }
 }
