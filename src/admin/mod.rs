@@ -14,6 +14,7 @@
 //!   overall deadline a per-request deadline.
 
 mod engine_metrics;
+mod storm_metrics;
 pub mod health;
 pub mod probe;
 mod prometheus;
@@ -115,7 +116,11 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/metrics" => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            prometheus::render(crate::metrics::get(), h.ready().is_ok(), h.draining()),
+            {
+                let mut body = prometheus::render(crate::metrics::get(), h.ready().is_ok(), h.draining());
+                storm_metrics::render(&shared.connector.storm.snapshot(), &mut body);
+                body
+            },
         ),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => match h.ready() {

@@ -192,6 +192,18 @@ pub struct RunArgs {
     /// Client connections allowed from one IP address [default: no limit].
     #[arg(long, env = "KGATE_MAX_CONNECTIONS_PER_CLIENT")]
     pub max_connections_per_client: Option<usize>,
+    /// New upstream connections per second per broker; more wait [default: 50].
+    #[arg(long, env = "KGATE_UPSTREAM_CONNECT_RATE")]
+    pub upstream_connect_rate: Option<u32>,
+    /// New upstream connections per broker allowed at once above the rate [default: 10].
+    #[arg(long, env = "KGATE_UPSTREAM_CONNECT_BURST")]
+    pub upstream_connect_burst: Option<u32>,
+    /// Concurrent upstream connections per broker; more are refused [default: 2000].
+    #[arg(long, env = "KGATE_UPSTREAM_MAX_CONNECTIONS_PER_BROKER")]
+    pub upstream_max_connections_per_broker: Option<usize>,
+    /// Longest a connection waits for the per-broker rate before it is refused, in ms [default: 30000].
+    #[arg(long, env = "KGATE_UPSTREAM_CONNECT_WAIT_MS")]
+    pub upstream_connect_wait_ms: Option<u64>,
 }
 
 /// `check-config` takes exactly what `run` takes (file, `KGATE_*`
@@ -261,6 +273,10 @@ impl RunArgs {
                 request_timeout_ms: self.request_timeout_ms,
                 first_request_timeout_ms: self.first_request_timeout_ms,
                 max_connections_per_client: self.max_connections_per_client,
+                upstream_connect_rate: self.upstream_connect_rate,
+                upstream_connect_burst: self.upstream_connect_burst,
+                upstream_max_connections_per_broker: self.upstream_max_connections_per_broker,
+                upstream_connect_wait_ms: self.upstream_connect_wait_ms,
             },
             upstream_sasl: FileSasl {
                 mechanism: self.upstream_sasl_mechanism,

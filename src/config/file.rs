@@ -45,6 +45,10 @@ pub struct FileConfig {
     pub request_timeout_ms: Option<u64>,
     pub first_request_timeout_ms: Option<u64>,
     pub max_connections_per_client: Option<usize>,
+    pub upstream_connect_rate: Option<u32>,
+    pub upstream_connect_burst: Option<u32>,
+    pub upstream_max_connections_per_broker: Option<usize>,
+    pub upstream_connect_wait_ms: Option<u64>,
     #[serde(default)]
     pub upstream_tls: FileUpstreamTls,
     #[serde(default)]
@@ -294,6 +298,10 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         request_timeout_ms: file.request_timeout_ms,
         first_request_timeout_ms: file.first_request_timeout_ms,
         max_connections_per_client: file.max_connections_per_client,
+        upstream_connect_rate: file.upstream_connect_rate,
+        upstream_connect_burst: file.upstream_connect_burst,
+        upstream_max_connections_per_broker: file.upstream_max_connections_per_broker,
+        upstream_connect_wait_ms: file.upstream_connect_wait_ms,
     }
     .overlay(o.ops);
     ops.apply(&mut c).map_err(err)?;

@@ -88,6 +88,32 @@ pub struct StaticListener {
     pub tls: Option<bool>,
 }
 
+/// Connection-storm control toward each upstream broker: a token bucket
+/// of new connections and a cap on concurrent ones (MSK allows about 100
+/// new IAM connections per second and about 3,000 in all per broker).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StormLimits {
+    /// New connections per second per broker.
+    pub rate: u32,
+    /// New connections allowed at once above the rate.
+    pub burst: u32,
+    /// Concurrent connections per broker (waiting ones included).
+    pub max_per_broker: usize,
+    /// Longest a connection waits for the rate before it is refused.
+    pub wait: Duration,
+}
+
+impl Default for StormLimits {
+    fn default() -> Self {
+        StormLimits {
+            rate: 50,
+            burst: 10,
+            max_per_broker: 2000,
+            wait: Duration::from_secs(30),
+        }
+    }
+}
+
 /// PrivateLink-style dialling: connect to `connect` whenever `broker` is
 /// meant; everything that names the broker keeps `broker`'s name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,6 +186,8 @@ pub struct Config {
     pub max_connections_per_client: Option<usize>,
     /// How often certificate files are checked for changes.
     pub tls_reload_interval: Duration,
+    /// Per-broker limits on new and concurrent upstream connections.
+    pub storm: StormLimits,
 }
 
 impl Config {
@@ -201,6 +229,7 @@ impl Config {
             first_request_timeout: Duration::from_secs(10),
             max_connections_per_client: None,
             tls_reload_interval: Duration::from_secs(2),
+            storm: StormLimits::default(),
         }
     }
 

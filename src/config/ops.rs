@@ -17,6 +17,10 @@ pub struct OpsOverrides {
     pub request_timeout_ms: Option<u64>,
     pub first_request_timeout_ms: Option<u64>,
     pub max_connections_per_client: Option<usize>,
+    pub upstream_connect_rate: Option<u32>,
+    pub upstream_connect_burst: Option<u32>,
+    pub upstream_max_connections_per_broker: Option<usize>,
+    pub upstream_connect_wait_ms: Option<u64>,
 }
 
 impl OpsOverrides {
@@ -36,12 +40,17 @@ impl OpsOverrides {
             idle_timeout_ms,
             request_timeout_ms,
             first_request_timeout_ms,
-            max_connections_per_client
+            max_connections_per_client,
+            upstream_connect_rate,
+            upstream_connect_burst,
+            upstream_max_connections_per_broker,
+            upstream_connect_wait_ms
         );
         self
     }
 
     pub fn apply(self, c: &mut Config) -> Result<(), String> {
+        self.apply_storm(c)?;
         if let Some(a) = self.admin_listen {
             c.admin_listen = match a.trim() {
                 "off" | "false" | "" => None,
@@ -99,6 +108,35 @@ impl OpsOverrides {
                 return Err("key `max_connections_per_listener`: expected at least 1".into());
             }
             c.max_connections_per_listener = Some(v);
+        }
+        Ok(())
+    }
+
+    fn apply_storm(&self, c: &mut Config) -> Result<(), String> {
+        if let Some(v) = self.upstream_connect_rate {
+            if !(1..=100_000).contains(&v) {
+                return Err(format!(
+                    "key `upstream_connect_rate`: {v} is out of range; expected 1 to 100000 new connections per second per broker"
+                ));
+            }
+            c.storm.rate = v;
+        }
+        if let Some(v) = self.upstream_connect_burst {
+            if !(1..=100_000).contains(&v) {
+                return Err(format!(
+                    "key `upstream_connect_burst`: {v} is out of range; expected 1 to 100000"
+                ));
+            }
+            c.storm.burst = v;
+        }
+        if let Some(v) = self.upstream_max_connections_per_broker {
+            if v == 0 {
+                return Err("key `upstream_max_connections_per_broker`: expected at least 1".into());
+            }
+            c.storm.max_per_broker = v;
+        }
+        if let Some(v) = self.upstream_connect_wait_ms {
+            c.storm.wait = Duration::from_millis(v);
         }
         Ok(())
     }

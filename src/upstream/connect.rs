@@ -4,11 +4,14 @@
 //!
 //! [`Connector::open`] and [`Connector::authenticate`] are separate steps so
 //! a session's state machine can show `Connecting` and `Authenticating`;
-//! [`Connector::connect`] runs both.
+//! [`Connector::connect`] runs both. Every dial first passes the
+//! per-broker storm limits ([`Storm`]): over the rate it waits, over the
+//! maximum it is refused.
 
 use super::dial::{dial, DialError, Route};
 use super::sasl::direct::Direct;
 use super::sasl::{Authenticator, SaslError};
+use super::storm::{Slot, Storm};
 use super::throttle::Throttle;
 use super::tls::UpstreamTls;
 use crate::config::{Config, HostPort};
@@ -26,6 +29,9 @@ pub struct Upstream {
     pub broker: HostPort,
     /// From the last SASL exchange; 0 when the broker sets no limit.
     pub session_lifetime_ms: i64,
+    /// Counts against the broker's `upstream_max_connections_per_broker`
+    /// until the connection is dropped.
+    pub slot: Slot,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +50,8 @@ pub struct Connector {
     pub tls: Option<UpstreamTls>,
     pub authenticator: Option<Arc<Authenticator>>,
     pub throttle: Throttle,
+    /// Per-broker rate and maximum of new connections.
+    pub storm: Storm,
 }
 
 impl Connector {
@@ -53,10 +61,11 @@ impl Connector {
         authenticator: Option<Arc<Authenticator>>,
     ) -> Self {
         Connector {
-            config,
             tls,
             authenticator,
             throttle: Throttle::default(),
+            storm: Storm::new(config.storm),
+            config,
         }
     }
 
@@ -71,9 +80,15 @@ impl Connector {
             self.throttle.wait(&b.to_string()).await;
         }
         let m = metrics::get();
-        let up = dial(&self.config, route).await.inspect_err(|_| {
-            m.upstream_failures.add(("connect", "unreachable".into()), 1);
-        })?;
+        let up = dial(&self.config, &self.storm, route)
+            .await
+            .inspect_err(|e| {
+                let cause = match e {
+                    DialError::Refused { cause, .. } => cause.label(),
+                    _ => "unreachable",
+                };
+                m.upstream_failures.add(("connect", cause.into()), 1);
+            })?;
         let broker = up.broker.clone();
         let stream = match &self.tls {
             Some(tls) => {
@@ -90,6 +105,7 @@ impl Connector {
             stream,
             broker,
             session_lifetime_ms: 0,
+            slot: up.slot,
         })
     }
 
@@ -112,6 +128,7 @@ impl Connector {
             Err(e) => {
                 if e.is_throttle() {
                     self.throttle.hit(&key);
+                    self.storm.slow_down(&key);
                 }
                 metrics::get().upstream_failures.add(("sasl", e.short_cause()), 1);
                 Err(e.into())

@@ -3,6 +3,7 @@
 //! checks and IAM signing use. kgate dials only configured bootstrap
 //! servers and brokers learned from the cluster, never a client's address.
 
+use super::storm::{Refused, Slot, Storm};
 use crate::config::{Config, HostPort};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -32,6 +33,8 @@ pub struct Dialled {
     pub broker: HostPort,
     /// Where the TCP connection actually went.
     pub via: HostPort,
+    /// Counts against the broker's connection limit while held.
+    pub slot: Slot,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +45,20 @@ pub enum DialError {
         via: HostPort,
         cause: String,
     },
+    #[error("broker {broker}: {cause}")]
+    Refused { broker: HostPort, cause: Refused },
     #[error("no bootstrap server reachable after {rounds} rounds ({last})")]
     Bootstrap { rounds: u32, last: String },
 }
 
-async fn connect(config: &Config, broker: &HostPort) -> Result<Dialled, DialError> {
+async fn connect(config: &Config, storm: &Storm, broker: &HostPort) -> Result<Dialled, DialError> {
+    let slot = storm
+        .admit(&broker.to_string())
+        .await
+        .map_err(|cause| DialError::Refused {
+            broker: broker.clone(),
+            cause,
+        })?;
     let via = config.dial_address(broker);
     let fut = connect_checked(via.host.as_str(), via.port, config.allow_link_local);
     let cause = match tokio::time::timeout(config.connect_timeout, fut).await {
@@ -56,6 +68,7 @@ async fn connect(config: &Config, broker: &HostPort) -> Result<Dialled, DialErro
                 stream,
                 broker: broker.clone(),
                 via,
+                slot,
             });
         }
         Ok(Err(e)) => e.to_string(),
@@ -95,17 +108,17 @@ async fn connect_checked(host: &str, port: u16, allow_link_local: bool) -> std::
 
 const BOOTSTRAP_ROUNDS: u32 = 4;
 
-/// Connects to `route`. The bootstrap route tries each bootstrap server in
-/// turn, with backoff between rounds.
-pub async fn dial(config: &Config, route: &Route) -> Result<Dialled, DialError> {
+/// Connects to `route`, within the per-broker storm limits. The bootstrap
+/// route tries each bootstrap server in turn, with backoff between rounds.
+pub async fn dial(config: &Config, storm: &Storm, route: &Route) -> Result<Dialled, DialError> {
     match route {
-        Route::Broker(b) => connect(config, b).await,
+        Route::Broker(b) => connect(config, storm, b).await,
         Route::Bootstrap => {
             let mut backoff = Duration::from_millis(100);
             let mut last = String::new();
             for round in 1..=BOOTSTRAP_ROUNDS {
                 for b in &config.bootstrap {
-                    match connect(config, b).await {
+                    match connect(config, storm, b).await {
                         Ok(d) => {
                             debug!(bootstrap = %d.broker, via = %d.via, "reached bootstrap server");
                             return Ok(d);

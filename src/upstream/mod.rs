@@ -7,5 +7,6 @@ pub mod connect;
 pub mod credentials;
 pub mod dial;
 pub mod sasl;
+pub mod storm;
 pub mod throttle;
 pub mod tls;
