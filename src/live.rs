@@ -68,6 +68,9 @@ impl LiveCell {
         if new.upstream_sasl != running.upstream_sasl {
             restart.push("upstream_sasl");
         }
+        if new.storm != running.storm {
+            restart.push("upstream_connect_rate/upstream_connect_burst/upstream_max_connections_per_broker/upstream_connect_wait_ms");
+        }
         if new.admin_listen != running.admin_listen {
             restart.push("admin_listen");
         }

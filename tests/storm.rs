@@ -72,11 +72,12 @@ async fn ask(s: &mut TcpStream, corr: i32, within: Duration) -> Option<i32> {
     Some(c)
 }
 
-/// The most arrivals in any one-second window.
-fn max_per_second(mut at: Vec<Instant>) -> usize {
+/// The most arrivals in any window of `w`.
+fn max_within(at: &[Instant], w: Duration) -> usize {
+    let mut at = at.to_vec();
     at.sort();
     (0..at.len())
-        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + Duration::from_secs(1)).count())
+        .map(|i| at[i..].iter().take_while(|t| **t < at[i] + w).count())
         .max()
         .unwrap_or(0)
 }
@@ -149,20 +150,42 @@ async fn a_storm_of_2000_clients_is_paced_and_everyone_is_served() {
 
     let at: Vec<Instant> = arrivals.lock().unwrap()[arrivals_before..].to_vec();
     let storm_arrivals = at.len();
-    let peak = max_per_second(at);
+    let peak = max_within(&at, Duration::from_secs(1));
     eprintln!("storm: {ok}/{CLIENTS} served, {storm_arrivals} upstream connections, peak {peak}/s (limit {RATE}/s + burst {BURST}); steady client: {during} requests during the storm");
     assert_eq!(ok, CLIENTS, "every client is served in the end");
     assert!(storm_arrivals >= CLIENTS, "one upstream connection per client");
-    // The bucket admits at most rate + burst in any second; arrivals are
-    // stamped by the front, and scheduling delay can only bunch a few.
+    // The bucket admits at most rate × W + burst in any window W. The front
+    // stamps arrivals after kgate's dial, and on this 2-core box the
+    // clients, kgate and the front share one runtime: a connection admitted
+    // on time can arrive late and bunch with later ones. The allowance is
+    // 150 ms of such delay at the configured rate.
+    let slack = RATE as usize * 15 / 100;
+    for secs in [1u32, 2, 4] {
+        let most = max_within(&at, Duration::from_secs(secs as u64));
+        let limit = (RATE * secs + BURST) as usize + slack;
+        assert!(
+            most <= limit,
+            "{most} connections reached the broker within {secs} s; the limit is {RATE}/s × {secs} s + burst {BURST} (+{slack} for scheduling delay)"
+        );
+    }
+    // And never faster on average than the rate: the storm took at least
+    // (clients − burst) / rate.
+    let span = at.iter().max().unwrap().duration_since(*at.iter().min().unwrap());
+    let floor = Duration::from_secs_f64((CLIENTS - BURST as usize) as f64 / RATE as f64 * 0.95);
     assert!(
-        peak <= (RATE + BURST) as usize + 5,
-        "{peak} connections reached the broker in one second; the limit is {RATE}/s + {BURST}"
+        span >= floor,
+        "the storm reached the broker in {span:?}, faster than the rate allows ({floor:?})"
     );
-    assert!(during > 0, "the steady client's traffic carried on during the storm");
+    assert!(
+        during > 0,
+        "the steady client's traffic carried on during the storm"
+    );
     let st = k.shared.connector.storm.snapshot();
     let waits: u64 = st.iter().map(|s| s.waits).sum();
-    assert!(waits >= (CLIENTS - BURST as usize - RATE as usize) as u64, "clients waited: {waits}");
+    assert!(
+        waits >= (CLIENTS - BURST as usize - RATE as usize) as u64,
+        "clients waited: {waits}"
+    );
     assert_eq!(st.iter().map(|s| s.refused_max + s.refused_rate).sum::<u64>(), 0);
     drop(held);
 }
@@ -192,7 +215,11 @@ async fn over_the_maximum_a_client_is_refused_cleanly_and_counted() {
     let before = arrivals.lock().unwrap().len();
     let mut third = TcpStream::connect(k.bootstrap).await.unwrap();
     assert_eq!(ask(&mut third, 3, TIMEOUT).await, None, "the third is closed");
-    assert_eq!(arrivals.lock().unwrap().len(), before, "nothing reached the broker");
+    assert_eq!(
+        arrivals.lock().unwrap().len(),
+        before,
+        "nothing reached the broker"
+    );
     let st = k.shared.connector.storm.snapshot();
     assert_eq!(st.iter().map(|s| s.refused_max).sum::<u64>(), 1);
     drop(a);

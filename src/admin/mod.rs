@@ -14,10 +14,10 @@
 //!   overall deadline a per-request deadline.
 
 mod engine_metrics;
-mod storm_metrics;
 pub mod health;
 pub mod probe;
 mod prometheus;
+mod storm_metrics;
 
 use crate::Shared;
 use bytes::Bytes;
@@ -113,15 +113,11 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
     }
     match req.uri().path() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            {
-                let mut body = prometheus::render(crate::metrics::get(), h.ready().is_ok(), h.draining());
-                storm_metrics::render(&shared.connector.storm.snapshot(), &mut body);
-                body
-            },
-        ),
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", {
+            let mut body = prometheus::render(crate::metrics::get(), h.ready().is_ok(), h.draining());
+            storm_metrics::render(&shared.connector.storm.snapshot(), &mut body);
+            body
+        }),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
         "/readyz" => match h.ready() {
             Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),

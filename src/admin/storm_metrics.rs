@@ -20,7 +20,12 @@ pub fn render(stats: &[BrokerStats], o: &mut String) {
         "Current new-connection rate per second toward each broker (lower than upstream_connect_rate after \"Too many connects\").",
     );
     for s in stats {
-        let _ = writeln!(o, "kgate_upstream_connect_rate{{broker=\"{}\"}} {}", esc(&s.broker), s.rate);
+        let _ = writeln!(
+            o,
+            "kgate_upstream_connect_rate{{broker=\"{}\"}} {}",
+            esc(&s.broker),
+            s.rate
+        );
     }
     head(
         o,
@@ -29,7 +34,12 @@ pub fn render(stats: &[BrokerStats], o: &mut String) {
         "Upstream connections open or waiting to open, per broker (capped by upstream_max_connections_per_broker).",
     );
     for s in stats {
-        let _ = writeln!(o, "kgate_upstream_connections{{broker=\"{}\"}} {}", esc(&s.broker), s.open);
+        let _ = writeln!(
+            o,
+            "kgate_upstream_connections{{broker=\"{}\"}} {}",
+            esc(&s.broker),
+            s.open
+        );
     }
     head(
         o,
@@ -38,7 +48,12 @@ pub fn render(stats: &[BrokerStats], o: &mut String) {
         "New upstream connections that waited for the per-broker rate.",
     );
     for s in stats {
-        let _ = writeln!(o, "kgate_upstream_connect_waits_total{{broker=\"{}\"}} {}", esc(&s.broker), s.waits);
+        let _ = writeln!(
+            o,
+            "kgate_upstream_connect_waits_total{{broker=\"{}\"}} {}",
+            esc(&s.broker),
+            s.waits
+        );
     }
     head(
         o,
@@ -48,8 +63,16 @@ pub fn render(stats: &[BrokerStats], o: &mut String) {
     );
     for s in stats {
         let b = esc(&s.broker);
-        let _ = writeln!(o, "kgate_upstream_connect_refusals_total{{broker=\"{b}\",limit=\"max_connections\"}} {}", s.refused_max);
-        let _ = writeln!(o, "kgate_upstream_connect_refusals_total{{broker=\"{b}\",limit=\"rate_wait\"}} {}", s.refused_rate);
+        let _ = writeln!(
+            o,
+            "kgate_upstream_connect_refusals_total{{broker=\"{b}\",limit=\"max_connections\"}} {}",
+            s.refused_max
+        );
+        let _ = writeln!(
+            o,
+            "kgate_upstream_connect_refusals_total{{broker=\"{b}\",limit=\"rate_wait\"}} {}",
+            s.refused_rate
+        );
     }
     head(
         o,
@@ -58,6 +81,11 @@ pub fn render(stats: &[BrokerStats], o: &mut String) {
         "Times a broker's \"Too many connects\" halved the rate toward it.",
     );
     for s in stats {
-        let _ = writeln!(o, "kgate_upstream_connect_slowdowns_total{{broker=\"{}\"}} {}", esc(&s.broker), s.slowdowns);
+        let _ = writeln!(
+            o,
+            "kgate_upstream_connect_slowdowns_total{{broker=\"{}\"}} {}",
+            esc(&s.broker),
+            s.slowdowns
+        );
     }
 }

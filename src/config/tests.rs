@@ -116,3 +116,42 @@ fn host_port_parsing() {
     assert!(HostPort::parse(":9").is_err());
     assert!(HostPort::parse("a:99999").is_err());
 }
+
+#[test]
+fn storm_limits_default_under_msk_and_come_from_file_and_flags() {
+    let o = || Overrides {
+        bootstrap: Some(vec!["b-1:9098".into()]),
+        ..Default::default()
+    };
+    let c = build(FileConfig::default(), o(), "t").unwrap();
+    assert_eq!(c.storm, StormLimits::default());
+    assert!(
+        c.storm.rate < 100 && c.storm.max_per_broker < 3000,
+        "under MSK's limits"
+    );
+    let f = file(
+        "upstream_connect_rate = 20\nupstream_connect_burst = 3\nupstream_max_connections_per_broker = 900\nupstream_connect_wait_ms = 5000\n",
+    )
+    .unwrap();
+    let mut flags = o();
+    flags.ops.upstream_connect_rate = Some(30);
+    let c = build(f, flags, "f").unwrap();
+    assert_eq!(
+        c.storm,
+        StormLimits {
+            rate: 30,
+            burst: 3,
+            max_per_broker: 900,
+            wait: std::time::Duration::from_secs(5)
+        }
+    );
+    for bad in [
+        "upstream_connect_rate = 0\n",
+        "upstream_connect_burst = 0\n",
+        "upstream_max_connections_per_broker = 0\n",
+    ] {
+        let e = build(file(bad).unwrap(), o(), "f").unwrap_err();
+        let key = bad.split(' ').next().unwrap();
+        assert!(e.contains(key), "{e}");
+    }
+}

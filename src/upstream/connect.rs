@@ -80,15 +80,13 @@ impl Connector {
             self.throttle.wait(&b.to_string()).await;
         }
         let m = metrics::get();
-        let up = dial(&self.config, &self.storm, route)
-            .await
-            .inspect_err(|e| {
-                let cause = match e {
-                    DialError::Refused { cause, .. } => cause.label(),
-                    _ => "unreachable",
-                };
-                m.upstream_failures.add(("connect", cause.into()), 1);
-            })?;
+        let up = dial(&self.config, &self.storm, route).await.inspect_err(|e| {
+            let cause = match e {
+                DialError::Refused { cause, .. } => cause.label(),
+                _ => "unreachable",
+            };
+            m.upstream_failures.add(("connect", cause.into()), 1);
+        })?;
         let broker = up.broker.clone();
         let stream = match &self.tls {
             Some(tls) => {

@@ -117,12 +117,14 @@ pub async fn dial(config: &Config, storm: &Storm, route: &Route) -> Result<Diall
             let mut backoff = Duration::from_millis(100);
             let mut last = String::new();
             for round in 1..=BOOTSTRAP_ROUNDS {
+                let mut refused = None;
                 for b in &config.bootstrap {
                     match connect(config, storm, b).await {
                         Ok(d) => {
                             debug!(bootstrap = %d.broker, via = %d.via, "reached bootstrap server");
                             return Ok(d);
                         }
+                        Err(e @ DialError::Refused { .. }) => refused = Some(e),
                         Err(e) => {
                             if let Some(suppressed) = crate::logs::allow(&format!("dial:{b}")) {
                                 warn!(round, error = %e, suppressed, "bootstrap server unreachable; trying the next");
@@ -130,6 +132,11 @@ pub async fn dial(config: &Config, storm: &Storm, route: &Route) -> Result<Diall
                             last = e.to_string();
                         }
                     }
+                }
+                // Every bootstrap server at its limit: waiting rounds
+                // would only add load; the client is refused now.
+                if let (Some(e), true) = (refused, last.is_empty()) {
+                    return Err(e);
                 }
                 if round < BOOTSTRAP_ROUNDS {
                     tokio::time::sleep(backoff).await;

@@ -34,9 +34,7 @@ const MAX_BROKERS: usize = 4096;
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    #[error(
-        "upstream_max_connections_per_broker ({max}) reached for this broker; connection refused"
-    )]
+    #[error("upstream_max_connections_per_broker ({max}) reached for this broker; connection refused")]
     Max { max: usize },
     #[error("upstream_connect_rate: the wait for this broker would exceed upstream_connect_wait_ms ({wait_ms} ms); connection refused")]
     Rate { wait_ms: u64 },

@@ -44,7 +44,10 @@ async fn a_storm_is_spread_at_the_rate_after_the_burst() {
     );
     // In any one-second window no more than rate + burst got through.
     for (i, t) in at.iter().enumerate() {
-        let within = at[i..].iter().filter(|u| **u < *t + Duration::from_secs(1)).count();
+        let within = at[i..]
+            .iter()
+            .filter(|u| **u < *t + Duration::from_secs(1))
+            .count();
         assert!(within <= 60, "{within} admitted in the second from {t:?}");
     }
     let st = &s.snapshot()[0];
@@ -78,7 +81,7 @@ async fn over_the_maximum_is_refused_and_a_slot_gives_its_place_back() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_past_the_deadline_is_refused_without_spending_a_token() {
     let s = Storm::new(limits(1, 1, 100, 1500));
-    let _1 = s.admit("b:1").await.unwrap();
+    let _first = s.admit("b:1").await.unwrap();
     // The second waits 1 s (within 1.5 s); reserve it without waiting.
     let second = s.admit("b:1");
     let e = {
