@@ -60,6 +60,21 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// SIGHUP with a valid configuration: live limits and timeouts, and a
+    /// cut-over when the bootstrap servers or the dial mapping changed.
+    pub fn reload(&self, new: Config) {
+        self.live.apply(&self.config, &new);
+        let current = self.connector.clusters.current();
+        if current.config.bootstrap == new.bootstrap && current.config.dial == new.dial {
+            return;
+        }
+        if let Err(e) = self.registry.set_upstream(&new) {
+            error!(error = %e, "cut-over refused: the new cluster's upstream host allow-list is invalid; staying on the current cluster");
+            return;
+        }
+        self.connector.clusters.switch(Arc::new(new));
+    }
+
     /// Re-reads certificate material: changed files only, or all (SIGHUP).
     pub fn reload_tls(&self, force: bool) {
         if let Some(t) = &self.connector.tls {
@@ -151,12 +166,17 @@ pub async fn start(config: Config) -> Result<Running, String> {
     });
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
-    let chain = filter::standard_chain(registry.clone(), authenticator.clone());
+    let connector = Connector::new(config.clone(), upstream_tls, authenticator.clone());
+    let chain = filter::standard_chain(
+        registry.clone(),
+        authenticator,
+        connector.clusters.generation.clone(),
+    );
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
         config: config.clone(),
         registry,
-        connector: Connector::new(config.clone(), upstream_tls, authenticator),
+        connector,
         downstream_tls,
         chain,
         budget: Budget::new(config.buffer_budget_bytes),

@@ -1,6 +1,7 @@
 //! Settings that change without a restart: on SIGHUP the configuration is
 //! read again and these take effect for new connections; any other change
-//! is reported as needing a restart.
+//! is reported as needing a restart. New `bootstrap` or `dial` settings are
+//! a cut-over to another cluster (`upstream::cluster`).
 
 use crate::config::Config;
 use std::sync::RwLock;
@@ -53,14 +54,12 @@ impl LiveCell {
             info!(?live, "SIGHUP: limits and timeouts updated for new connections");
         }
         let mut restart = Vec::new();
-        if new.bootstrap != running.bootstrap {
-            restart.push("bootstrap");
-        }
         if new.bind_host != running.bind_host || new.port_base != running.port_base {
             restart.push("bind_host/port_base");
         }
-        if new.static_listeners != running.static_listeners || new.dial != running.dial {
-            restart.push("static_listeners/dial");
+        // bootstrap and dial are a cut-over (Shared::reload), not a restart.
+        if new.static_listeners != running.static_listeners {
+            restart.push("static_listeners");
         }
         if new.upstream_tls != running.upstream_tls || new.downstream_tls != running.downstream_tls {
             restart.push("upstream_tls/downstream_tls settings (certificate files themselves reload live)");

@@ -110,7 +110,7 @@ fn main() -> ExitCode {
                 let on_hup = move || {
                     shared.reload_tls(true);
                     match again.clone().resolve() {
-                        Ok(new) => shared.live.apply(&shared.config, &new),
+                        Ok(new) => shared.reload(new),
                         Err(e) => tracing::error!(error = %e, "SIGHUP: configuration is invalid; keeping the running one"),
                     }
                 };

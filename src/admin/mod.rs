@@ -116,6 +116,7 @@ fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", {
             let mut body = prometheus::render(crate::metrics::get(), h.ready().is_ok(), h.draining());
             storm_metrics::render(&shared.connector.storm.snapshot(), &mut body);
+            storm_metrics::render_clusters(&shared.connector.clusters.snapshot(), &mut body);
             body
         }),
         "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -89,3 +89,34 @@ pub fn render(stats: &[BrokerStats], o: &mut String) {
         );
     }
 }
+
+/// Which cluster connections are on during a cut-over.
+pub fn render_clusters(clusters: &[(String, u64, u64, bool)], o: &mut String) {
+    head(
+        o,
+        "kgate_cluster_connections",
+        "gauge",
+        "Upstream connections open per cluster generation (after a cut-over the old one drains to 0).",
+    );
+    for (name, generation, open, _) in clusters {
+        let _ = writeln!(
+            o,
+            "kgate_cluster_connections{{cluster=\"{}\",generation=\"{generation}\"}} {open}",
+            esc(name)
+        );
+    }
+    head(
+        o,
+        "kgate_cluster_current",
+        "gauge",
+        "1 for the cluster new connections go to.",
+    );
+    for (name, generation, _, current) in clusters {
+        let _ = writeln!(
+            o,
+            "kgate_cluster_current{{cluster=\"{}\",generation=\"{generation}\"}} {}",
+            esc(name),
+            u8::from(*current)
+        );
+    }
+}

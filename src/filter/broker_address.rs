@@ -9,12 +9,17 @@ use super::{Conn, Filter, FilterError, ResponseNeed};
 use crate::metrics;
 use crate::protocol::decision::{response_action, ResponseAction, RewriteKind};
 use crate::protocol::header::RequestHeader;
-use crate::rewrite::{rewrite, rewrite_fetch_tail, BrokerMapper};
+use crate::rewrite::{rewrite, rewrite_fetch_tail, BrokerMapper, KnownOnly};
 use bytes::BytesMut;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 pub struct BrokerAddress {
     pub mapper: Arc<dyn BrokerMapper>,
+    /// The current cluster generation. A response on a connection to an
+    /// older cluster (draining after a cut-over) is rewritten with the
+    /// existing listeners only, so it cannot re-point them back.
+    pub generation: Option<Arc<AtomicU64>>,
 }
 
 fn label(kind: RewriteKind) -> &'static str {
@@ -24,6 +29,14 @@ fn label(kind: RewriteKind) -> &'static str {
         RewriteKind::DescribeCluster => "describe_cluster",
         RewriteKind::ProduceEndpoints => "produce",
         RewriteKind::FetchEndpoints => "fetch",
+    }
+}
+
+impl BrokerAddress {
+    /// Whether `conn` reaches a cluster kgate has switched away from.
+    fn stale(&self, conn: &dyn Conn) -> bool {
+        let mine = conn.cluster_generation();
+        mine != 0 && self.generation.as_ref().is_some_and(|g| g.load(Relaxed) != mine)
     }
 }
 
@@ -42,14 +55,20 @@ impl Filter for BrokerAddress {
 
     fn on_response(
         &self,
-        _conn: &dyn Conn,
+        conn: &dyn Conn,
         h: &RequestHeader,
         frame: &[u8],
     ) -> Result<Option<BytesMut>, FilterError> {
         let ResponseAction::Rewrite(kind) = response_action(h.api_key, h.api_version) else {
             return Ok(None);
         };
-        let out = rewrite(kind, frame, h.api_key, h.api_version, self.mapper.as_ref()).map_err(|e| {
+        let known = KnownOnly(self.mapper.as_ref());
+        let mapper: &dyn BrokerMapper = if self.stale(conn) {
+            &known
+        } else {
+            self.mapper.as_ref()
+        };
+        let out = rewrite(kind, frame, h.api_key, h.api_version, mapper).map_err(|e| {
             FilterError::MalformedResponse {
                 api_key: h.api_key,
                 api_version: h.api_version,
@@ -64,16 +83,21 @@ impl Filter for BrokerAddress {
 
     fn on_response_tail(
         &self,
-        _conn: &dyn Conn,
+        conn: &dyn Conn,
         h: &RequestHeader,
         tail: &[u8],
     ) -> Result<Option<BytesMut>, FilterError> {
-        let out =
-            rewrite_fetch_tail(tail, self.mapper.as_ref()).map_err(|e| FilterError::MalformedResponse {
-                api_key: h.api_key,
-                api_version: h.api_version,
-                cause: e.to_string(),
-            })?;
+        let known = KnownOnly(self.mapper.as_ref());
+        let mapper: &dyn BrokerMapper = if self.stale(conn) {
+            &known
+        } else {
+            self.mapper.as_ref()
+        };
+        let out = rewrite_fetch_tail(tail, mapper).map_err(|e| FilterError::MalformedResponse {
+            api_key: h.api_key,
+            api_version: h.api_version,
+            cause: e.to_string(),
+        })?;
         if out.is_some() {
             metrics::get().address_rewrites.add("fetch", 1);
         }
@@ -100,6 +124,7 @@ mod tests {
         }
         let f = BrokerAddress {
             mapper: Arc::new(Nowhere),
+            generation: None,
         };
         assert_eq!(f.response_need(3, 12), ResponseNeed::Whole);
         assert_eq!(f.response_need(10, 4), ResponseNeed::Whole);

@@ -39,13 +39,17 @@ pub use chain::{Chain, Plan};
 pub fn standard_chain(
     mapper: Arc<dyn crate::rewrite::BrokerMapper>,
     authenticator: Option<Arc<crate::upstream::sasl::Authenticator>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
 ) -> Chain {
     let mut filters: Vec<Arc<dyn Filter>> = vec![
         Arc::new(sasl_refusal::SaslRefusal),
         Arc::new(allow_list::AllowList),
         Arc::new(acks::Acks),
         Arc::new(api_versions::ApiVersions),
-        Arc::new(broker_address::BrokerAddress { mapper }),
+        Arc::new(broker_address::BrokerAddress {
+            mapper,
+            generation: Some(generation),
+        }),
     ];
     if let Some(a) = authenticator {
         filters.push(Arc::new(reauth::Reauth { authenticator: a }));
@@ -125,6 +129,11 @@ pub trait Conn: Send + Sync {
     fn set_session_lifetime_ms(&self, ms: i64);
     fn reauth_due(&self) -> Option<Instant>;
     fn set_reauth_due(&self, at: Option<Instant>);
+    /// The cluster generation the connection's broker belongs to (0:
+    /// not known); see `upstream::cluster`.
+    fn cluster_generation(&self) -> u64 {
+        0
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -37,7 +37,7 @@ struct Inner {
 
 pub struct Registry {
     config: Arc<Config>,
-    allow: crate::upstream::allow::UpstreamAllow,
+    allow: std::sync::RwLock<crate::upstream::allow::UpstreamAllow>,
     inner: Mutex<Inner>,
     spawn: mpsc::UnboundedSender<NewListener>,
 }
@@ -95,11 +95,23 @@ impl Registry {
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
         Ok(Registry {
-            allow: crate::upstream::allow::UpstreamAllow::new(&config)?,
+            allow: std::sync::RwLock::new(crate::upstream::allow::UpstreamAllow::new(&config)?),
             config,
             inner: Mutex::new(inner),
             spawn,
         })
+    }
+
+    /// A cut-over: the upstream host allow-list follows the new cluster's
+    /// settings (`upstream_hosts`, or patterns derived from its bootstrap
+    /// servers and dial mapping).
+    pub fn set_upstream(&self, config: &Config) -> Result<(), String> {
+        let a = crate::upstream::allow::UpstreamAllow::new(config)?;
+        match self.allow.write() {
+            Ok(mut g) => *g = a,
+            Err(p) => *p.into_inner() = a,
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -273,6 +285,18 @@ fn refused(node_id: i32, why: String) -> MapError {
 }
 
 impl BrokerMapper for Registry {
+    fn known(&self, node_id: i32) -> Result<Advertised, MapError> {
+        self.lock()
+            .by_node
+            .get(&node_id)
+            .map(|s| s.advertised.clone())
+            .ok_or_else(|| {
+                MapError(format!(
+                    "broker {node_id} of a cluster being drained has no listener; left out"
+                ))
+            })
+    }
+
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
         if !valid_host(host) {
             return Err(refused(
@@ -283,7 +307,11 @@ impl BrokerMapper for Registry {
                 ),
             ));
         }
-        if let Err(why) = self.allow.check(host) {
+        let allowed = match self.allow.read() {
+            Ok(a) => a.check(host),
+            Err(p) => p.into_inner().check(host),
+        };
+        if let Err(why) = allowed {
             return Err(refused(
                 node_id,
                 format!("broker {node_id} at {}:{port} is not dialled: {why}", clip(host)),

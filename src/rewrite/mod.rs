@@ -29,6 +29,23 @@ pub struct Advertised {
 /// needed (so it exists before the response reaches the client).
 pub trait BrokerMapper: Send + Sync {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError>;
+
+    /// The listener node `node_id` already has, without creating or
+    /// re-pointing one: for responses from a cluster kgate is switching
+    /// away from (see `upstream::cluster`).
+    fn known(&self, node_id: i32) -> Result<Advertised, MapError> {
+        Err(MapError(format!("broker {node_id}: no listener yet")))
+    }
+}
+
+/// A mapper that only hands out listeners that exist, never re-pointing
+/// them (responses from a cluster being drained).
+pub struct KnownOnly<'a>(pub &'a dyn BrokerMapper);
+
+impl BrokerMapper for KnownOnly<'_> {
+    fn advertise(&self, node_id: i32, _host: &str, _port: i32) -> Result<Advertised, MapError> {
+        self.0.known(node_id)
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

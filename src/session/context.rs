@@ -38,6 +38,7 @@ pub struct Context {
     pub target: Target,
     pub stats: Arc<ListenerStats>,
     session_lifetime_ms: AtomicI64,
+    cluster_generation: AtomicU64,
     inner: Mutex<Mutable>,
     /// Immutable copy of the identity subject, for `Conn::identity`.
     subject: std::sync::OnceLock<String>,
@@ -54,6 +55,7 @@ impl Context {
             client,
             target,
             session_lifetime_ms: AtomicI64::new(0),
+            cluster_generation: AtomicU64::new(0),
             inner: Mutex::new(Mutable::default()),
             subject: std::sync::OnceLock::new(),
         }
@@ -86,6 +88,11 @@ impl Context {
         self.lock().principal.clone()
     }
 
+    /// The cluster generation the upstream connection belongs to.
+    pub fn set_cluster_generation(&self, g: u64) {
+        self.cluster_generation.store(g, Relaxed);
+    }
+
     pub fn set_principal(&self, p: &str) {
         self.lock().principal = Some(p.into());
     }
@@ -115,6 +122,9 @@ impl Conn for Context {
     }
     fn set_reauth_due(&self, at: Option<Instant>) {
         self.lock().reauth_due = at;
+    }
+    fn cluster_generation(&self) -> u64 {
+        self.cluster_generation.load(Relaxed)
     }
 }
 

@@ -51,6 +51,7 @@ pub async fn run<G: Send + 'static>(
         client = %ctx.client,
         listener = %ctx.listener,
         broker = tracing::field::Empty,
+        cluster = tracing::field::Empty,
         identity = tracing::field::Empty,
         sni = tracing::field::Empty,
     );
@@ -120,7 +121,10 @@ async fn drive(
     let c: &Connector = &shared.connector;
     let mut up = c.open(&ctx.target.route()).await?;
     ctx.set_broker(up.broker.clone());
-    tracing::Span::current().record("broker", tracing::field::display(&up.broker));
+    ctx.set_cluster_generation(up.cluster.0.generation);
+    let span = tracing::Span::current();
+    span.record("broker", tracing::field::display(&up.broker));
+    span.record("cluster", tracing::field::display(&up.cluster.0.name));
     if m.on(Event::UpstreamConnected { sasl: c.uses_sasl() })? == State::Authenticating {
         c.authenticate(&mut up).await?;
         debug!(
@@ -152,6 +156,8 @@ async fn forward(
         max_frame: c.max_frame_bytes,
         max_in_flight: c.max_in_flight,
         shutdown: shared.shutdown.subscribe(),
+        cluster: shared.connector.clusters.subscribe(),
+        generation: up.cluster.0.generation,
         idle_timeout: live.idle_timeout,
         request_timeout: live.request_timeout,
         splice: c.splice,

@@ -41,6 +41,10 @@ pub struct Pump<'a> {
     pub max_in_flight: usize,
     /// Flips to true on shutdown: stop reading, drain, close.
     pub shutdown: watch::Receiver<bool>,
+    /// The current cluster generation; when it moves away from
+    /// `generation` (a cut-over), the connection drains and closes.
+    pub cluster: watch::Receiver<u64>,
+    pub generation: u64,
     pub idle_timeout: Option<Duration>,
     pub request_timeout: Duration,
     /// Splice cut-through bytes when both sides are plain TCP.
@@ -100,6 +104,7 @@ enum Wake {
     Timer,
     Idle,
     Shutdown,
+    ClusterChanged,
 }
 
 struct Requests<'a, R, W> {
@@ -115,10 +120,11 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
     /// The state machine from `Forwarding` to `Closed`.
     async fn run(&mut self, p: &Pump<'_>, m: &mut Machine) -> Result<(), SessionError> {
         let mut shutdown = p.shutdown.clone();
+        let mut cluster = p.cluster.clone();
         let mut idle_at = p.idle_timeout.map(|d| Instant::now() + d);
         loop {
             match m.state() {
-                State::Forwarding => match self.wait(p, &mut shutdown, idle_at).await? {
+                State::Forwarding => match self.wait(p, (&mut shutdown, &mut cluster), idle_at).await? {
                     Wake::Frame(total) => {
                         idle_at = p.idle_timeout.map(|d| Instant::now() + d);
                         self.forward(p, total).await?;
@@ -135,6 +141,13 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
                     Wake::Idle => return Err(SessionError::Idle(p.idle_timeout.unwrap_or_default())),
                     Wake::Shutdown => {
                         m.on(Event::ShutdownRequested)?;
+                    }
+                    Wake::ClusterChanged => {
+                        tracing::debug!(
+                            generation = p.generation,
+                            "cluster switched: finishing in-flight requests, then closing"
+                        );
+                        m.on(Event::ClusterChanged)?;
                     }
                 },
                 State::PausedForReauth => {
@@ -170,7 +183,7 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
     async fn wait(
         &mut self,
         p: &Pump<'_>,
-        shutdown: &mut watch::Receiver<bool>,
+        (shutdown, cluster): (&mut watch::Receiver<bool>, &mut watch::Receiver<u64>),
         idle_at: Option<Instant>,
     ) -> Result<Wake, SessionError> {
         let timer = p.chain.next_timer(p.ctx);
@@ -183,6 +196,7 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
             _ = sleep_until(timer) => Ok(Wake::Timer),
             _ = sleep_until(idle_at) => Ok(Wake::Idle),
             _ = stopping(shutdown) => Ok(Wake::Shutdown),
+            _ = moved(cluster, p.generation) => Ok(Wake::ClusterChanged),
         }
     }
 
@@ -281,6 +295,13 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
         pass(c, &mut self.upstream, total, &mut self.pipe, splice)
             .await
             .map_err(copy_err)
+    }
+}
+
+/// Resolves once the current cluster is no longer `mine`.
+async fn moved(rx: &mut watch::Receiver<u64>, mine: u64) {
+    if mine == 0 || rx.wait_for(|g| *g != mine).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -8,7 +8,7 @@
 //!      Closed ◄──────────────────────────────── Closed ◄── client EOF, ──── │   │  │              │ re-auth ok
 //!        ▲                                              error, upstream loss│   │  └► PausedForReauth
 //!        │                                                                  │   │     (hold new requests,
-//!        └──────────────── Draining ◄────────────── shutdown ───────────────┘───┘      drain in-flight,
+//!        └──────────────── Draining ◄── shutdown, cluster changed ──────────┘───┘      drain in-flight,
 //!                   (no new requests; in-flight finish)                                 re-authenticate)
 //! ```
 //!
@@ -22,7 +22,9 @@
 //! * **Forwarding**: requests flow client → broker, responses back.
 //! * **PausedForReauth**: new client requests are held (back-pressure, not
 //!   dropped) while in-flight responses drain and kgate re-authenticates.
-//! * **Draining**: shutdown; no new requests, in-flight ones may finish.
+//! * **Draining**: shutdown, or a cut-over to another cluster
+//!   (`ClusterChanged`); no new requests, in-flight ones finish, then the
+//!   connection closes at that request boundary.
 //! * **Closed**: terminal.
 
 use std::fmt;
@@ -52,6 +54,9 @@ pub enum Event {
     ReauthDue,
     Reauthenticated,
     ShutdownRequested,
+    /// A cut-over made another cluster current: finish in-flight requests
+    /// and close at a request boundary; the client reconnects.
+    ClusterChanged,
     /// Client EOF, protocol error, upstream loss or failed (re)auth.
     Ended,
 }
@@ -83,6 +88,7 @@ impl State {
             (Forwarding, ReauthDue) => PausedForReauth,
             (PausedForReauth, Reauthenticated) => Forwarding,
             (Forwarding | PausedForReauth, ShutdownRequested) => Draining,
+            (Forwarding, ClusterChanged) => Draining,
             (Connecting | Authenticating, ShutdownRequested) => Closed,
             (Draining, ShutdownRequested) => Draining,
             (_, Ended) => Closed,
@@ -153,6 +159,8 @@ mod tests {
         assert!(!p.forwards_requests());
         assert_eq!(p.on(Reauthenticated).unwrap(), Forwarding);
         assert_eq!(s.on(ShutdownRequested).unwrap(), Draining);
+        assert_eq!(s.on(ClusterChanged).unwrap(), Draining, "a cut-over drains");
+        assert!(Connecting.on(ClusterChanged).is_err());
         assert_eq!(Draining.on(Ended).unwrap(), Closed);
     }
 
@@ -199,6 +207,7 @@ mod tests {
             ReauthDue,
             Reauthenticated,
             ShutdownRequested,
+            ClusterChanged,
             Ended,
         ];
         let mut allowed = 0;
@@ -215,8 +224,8 @@ mod tests {
                 }
             }
         }
-        // 12 listed transitions plus Ended from each of the 7 states.
-        assert_eq!(allowed, 19);
+        // 13 listed transitions plus Ended from each of the 7 states.
+        assert_eq!(allowed, 20);
     }
 
     #[test]

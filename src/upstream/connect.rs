@@ -8,6 +8,7 @@
 //! per-broker storm limits ([`Storm`]): over the rate it waits, over the
 //! maximum it is refused.
 
+use super::cluster::{Clusters, OnCluster};
 use super::dial::{dial, DialError, Route};
 use super::sasl::direct::Direct;
 use super::sasl::{Authenticator, SaslError};
@@ -32,6 +33,8 @@ pub struct Upstream {
     /// Counts against the broker's `upstream_max_connections_per_broker`
     /// until the connection is dropped.
     pub slot: Slot,
+    /// The cluster generation this connection belongs to (counted there).
+    pub cluster: OnCluster,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +49,8 @@ pub enum ConnectError {
 
 /// Dial mapping, TCP, TLS, SASL and per-broker back-off, in one place.
 pub struct Connector {
-    pub config: Arc<Config>,
+    /// The cluster new connections go to (switched by a cut-over).
+    pub clusters: Clusters,
     pub tls: Option<UpstreamTls>,
     pub authenticator: Option<Arc<Authenticator>>,
     pub throttle: Throttle,
@@ -65,7 +69,7 @@ impl Connector {
             authenticator,
             throttle: Throttle::default(),
             storm: Storm::new(config.storm),
-            config,
+            clusters: Clusters::new(config),
         }
     }
 
@@ -80,7 +84,8 @@ impl Connector {
             self.throttle.wait(&b.to_string()).await;
         }
         let m = metrics::get();
-        let up = dial(&self.config, &self.storm, route).await.inspect_err(|e| {
+        let cluster = self.clusters.current();
+        let up = dial(&cluster.config, &self.storm, route).await.inspect_err(|e| {
             let cause = match e {
                 DialError::Refused { cause, .. } => cause.label(),
                 _ => "unreachable",
@@ -104,6 +109,7 @@ impl Connector {
             broker,
             session_lifetime_ms: 0,
             slot: up.slot,
+            cluster: OnCluster::new(cluster),
         })
     }
 

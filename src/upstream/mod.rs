@@ -3,6 +3,7 @@
 //! Nothing here imports the session or the listeners.
 
 pub mod allow;
+pub mod cluster;
 pub mod connect;
 pub mod credentials;
 pub mod dial;
