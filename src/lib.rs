@@ -57,22 +57,49 @@ pub struct Shared {
     pub clients: listener::per_client::PerClient,
     /// Limits and timeouts that SIGHUP can change.
     pub live: live::LiveCell,
+    /// One broker refresh at a time after a cut-over.
+    pub refresh: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
+    /// After a cut-over, a broker listener still names the old cluster's
+    /// broker until the new cluster's metadata re-points it: ask the new
+    /// cluster once (one request at a time, however many clients wait).
+    pub async fn refresh_brokers(&self, slot: &session::target::BrokerSlot) {
+        let _one = self.refresh.lock().await;
+        if slot.generation() == self.registry.generation() {
+            return;
+        }
+        if let Err(e) = admin::probe::once(self).await {
+            warn!(error = %e, "cut-over: cannot learn the new cluster's brokers yet");
+        }
+    }
+
     /// SIGHUP with a valid configuration: live limits and timeouts, and a
     /// cut-over when the bootstrap servers or the dial mapping changed.
     pub fn reload(&self, new: Config) {
         self.live.apply(&self.config, &new);
-        let current = self.connector.clusters.current();
-        if current.config.bootstrap == new.bootstrap && current.config.dial == new.dial {
-            return;
+        let clusters = &self.connector.clusters;
+        let current = clusters.current();
+        let hold = new.upstream_hold;
+        if current.config.bootstrap != new.bootstrap || current.config.dial != new.dial {
+            // Hold first, so nothing reaches the new cluster before the
+            // operator says so.
+            if hold {
+                clusters.set_hold(true);
+            }
+            match self.registry.set_upstream(&new) {
+                Ok(()) => {
+                    if let Some(c) = clusters.switch(Arc::new(new)) {
+                        self.registry.set_generation(c.generation);
+                    }
+                }
+                Err(e) => {
+                    error!(error = %e, "cut-over refused: the new cluster's upstream host allow-list is invalid; staying on the current cluster")
+                }
+            }
         }
-        if let Err(e) = self.registry.set_upstream(&new) {
-            error!(error = %e, "cut-over refused: the new cluster's upstream host allow-list is invalid; staying on the current cluster");
-            return;
-        }
-        self.connector.clusters.switch(Arc::new(new));
+        clusters.set_hold(hold);
     }
 
     /// Re-reads certificate material: changed files only, or all (SIGHUP).
@@ -167,6 +194,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
     let connector = Connector::new(config.clone(), upstream_tls, authenticator.clone());
+    connector.clusters.set_hold(config.upstream_hold);
     let chain = filter::standard_chain(
         registry.clone(),
         authenticator,
@@ -185,6 +213,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         open_connections: AtomicUsize::new(0),
         clients: Default::default(),
         live: live::LiveCell::new(&config),
+        refresh: tokio::sync::Mutex::new(()),
     });
     let reg = shared.registry.clone();
     shared.health.set_checks(vec![Box::new(move || reg.problem())]);

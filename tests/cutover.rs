@@ -86,13 +86,20 @@ async fn switch_drains_old_connections_keeps_ports_and_rolls_back() {
     )
     .await;
     k.shared.reload(pointed_at(&base, &b));
-    assert!(closed(&mut idle).await, "the old connection closes at a request boundary");
+    assert!(
+        closed(&mut idle).await,
+        "the old connection closes at a request boundary"
+    );
 
     // Same listener ports, now standing for cluster B's brokers.
     let after = listeners(boot, 4).await;
     assert_eq!(after, before, "ports stay stable across clusters (by node id)");
     assert_eq!(produce(b1, 5, b"on-b").await, 0);
-    assert_eq!((log_len(&a), log_len(&b)), (1, 1), "new connections reach cluster B");
+    assert_eq!(
+        (log_len(&a), log_len(&b)),
+        (1, 1),
+        "new connections reach cluster B"
+    );
 
     let snap = k.shared.connector.clusters.snapshot();
     let current: Vec<_> = snap.iter().filter(|c| c.3).collect();
@@ -103,7 +110,11 @@ async fn switch_drains_old_connections_keeps_ports_and_rolls_back() {
     k.shared.reload(pointed_at(&base, &a));
     assert_eq!(listeners(boot, 6).await, before);
     assert_eq!(produce(b1, 7, b"back-on-a").await, 0);
-    assert_eq!((log_len(&a), log_len(&b)), (2, 1), "after the rollback, cluster A again");
+    assert_eq!(
+        (log_len(&a), log_len(&b)),
+        (2, 1),
+        "after the rollback, cluster A again"
+    );
     assert_eq!(k.shared.connector.clusters.current().generation, 3);
 }
 
@@ -141,11 +152,51 @@ async fn a_request_in_flight_at_the_switch_is_answered_before_the_close() {
     };
     c.write_all(&hb(1)).await.unwrap();
     let f = read_frame(&mut c).await.expect("first answer");
-    assert_eq!(decode_response::<HeartbeatResponse>(ApiKey::Heartbeat, 1, &f).0, 1);
+    assert_eq!(
+        decode_response::<HeartbeatResponse>(ApiKey::Heartbeat, 1, &f).0,
+        1
+    );
     c.write_all(&hb(2)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     k.shared.reload(pointed_at(&base, &other));
-    let f = read_frame(&mut c).await.expect("the in-flight request is answered");
-    assert_eq!(decode_response::<HeartbeatResponse>(ApiKey::Heartbeat, 1, &f).0, 2);
+    let f = read_frame(&mut c)
+        .await
+        .expect("the in-flight request is answered");
+    assert_eq!(
+        decode_response::<HeartbeatResponse>(ApiKey::Heartbeat, 1, &f).0,
+        2
+    );
     assert!(closed(&mut c).await, "then the connection closes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_hold_keeps_new_connections_waiting_until_released() {
+    let a = MockCluster::start().await;
+    let b = MockCluster::start().await;
+    let k = start_kgate(vec![hp(a.addr(1))], 4).await;
+    let base = (*k.shared.config).clone();
+    let before = listeners(k.bootstrap.port(), 1).await;
+    let b1 = before.iter().find(|(_, _, id)| *id == 1).unwrap().1;
+
+    let mut held = pointed_at(&base, &b);
+    held.upstream_hold = true;
+    k.shared.reload(held.clone());
+    assert!(k.shared.connector.clusters.held());
+    let waiting = tokio::spawn(produce(b1, 2, b"after-the-sync"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the client waits while the hold is on");
+    assert_eq!(
+        (log_len(&a), log_len(&b)),
+        (0, 0),
+        "nothing reaches either cluster"
+    );
+
+    held.upstream_hold = false;
+    k.shared.reload(held);
+    assert_eq!(
+        waiting.await.unwrap(),
+        0,
+        "released: the waiting request completes"
+    );
+    assert_eq!((log_len(&a), log_len(&b)), (0, 1), "on the new cluster");
 }

@@ -35,7 +35,9 @@ fn metadata_request() -> BytesMut {
     b
 }
 
-async fn once(shared: &Shared) -> Result<usize, String> {
+/// Asks the current cluster for its brokers (through the bootstrap
+/// servers) and maps them onto the listeners; returns the response size.
+pub async fn once(shared: &Shared) -> Result<usize, String> {
     let mut up = shared
         .connector
         .connect(&Route::Bootstrap)

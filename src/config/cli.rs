@@ -204,6 +204,9 @@ pub struct RunArgs {
     /// Longest a connection waits for the per-broker rate before it is refused, in ms [default: 30000].
     #[arg(long, env = "KGATE_UPSTREAM_CONNECT_WAIT_MS")]
     pub upstream_connect_wait_ms: Option<u64>,
+    /// Hold new upstream connections (a cut-over's sync window); SIGHUP with it off releases them [default: false].
+    #[arg(long, env = "KGATE_UPSTREAM_HOLD")]
+    pub upstream_hold: Option<bool>,
 }
 
 /// `check-config` takes exactly what `run` takes (file, `KGATE_*`
@@ -277,6 +280,7 @@ impl RunArgs {
                 upstream_connect_burst: self.upstream_connect_burst,
                 upstream_max_connections_per_broker: self.upstream_max_connections_per_broker,
                 upstream_connect_wait_ms: self.upstream_connect_wait_ms,
+                upstream_hold: self.upstream_hold,
             },
             upstream_sasl: FileSasl {
                 mechanism: self.upstream_sasl_mechanism,

@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub upstream_connect_burst: Option<u32>,
     pub upstream_max_connections_per_broker: Option<usize>,
     pub upstream_connect_wait_ms: Option<u64>,
+    pub upstream_hold: Option<bool>,
     #[serde(default)]
     pub upstream_tls: FileUpstreamTls,
     #[serde(default)]
@@ -302,6 +303,7 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         upstream_connect_burst: file.upstream_connect_burst,
         upstream_max_connections_per_broker: file.upstream_max_connections_per_broker,
         upstream_connect_wait_ms: file.upstream_connect_wait_ms,
+        upstream_hold: file.upstream_hold,
     }
     .overlay(o.ops);
     ops.apply(&mut c).map_err(err)?;

@@ -188,6 +188,8 @@ pub struct Config {
     pub tls_reload_interval: Duration,
     /// Per-broker limits on new and concurrent upstream connections.
     pub storm: StormLimits,
+    /// New upstream connections wait while set (a cut-over's sync window).
+    pub upstream_hold: bool,
 }
 
 impl Config {
@@ -230,6 +232,7 @@ impl Config {
             max_connections_per_client: None,
             tls_reload_interval: Duration::from_secs(2),
             storm: StormLimits::default(),
+            upstream_hold: false,
         }
     }
 

@@ -21,6 +21,7 @@ pub struct OpsOverrides {
     pub upstream_connect_burst: Option<u32>,
     pub upstream_max_connections_per_broker: Option<usize>,
     pub upstream_connect_wait_ms: Option<u64>,
+    pub upstream_hold: Option<bool>,
 }
 
 impl OpsOverrides {
@@ -44,7 +45,8 @@ impl OpsOverrides {
             upstream_connect_rate,
             upstream_connect_burst,
             upstream_max_connections_per_broker,
-            upstream_connect_wait_ms
+            upstream_connect_wait_ms,
+            upstream_hold
         );
         self
     }
@@ -137,6 +139,9 @@ impl OpsOverrides {
         }
         if let Some(v) = self.upstream_connect_wait_ms {
             c.storm.wait = Duration::from_millis(v);
+        }
+        if let Some(v) = self.upstream_hold {
+            c.upstream_hold = v;
         }
         Ok(())
     }

@@ -38,6 +38,8 @@ struct Inner {
 pub struct Registry {
     config: Arc<Config>,
     allow: std::sync::RwLock<crate::upstream::allow::UpstreamAllow>,
+    /// The cluster generation broker addresses now come from.
+    generation: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
     spawn: mpsc::UnboundedSender<NewListener>,
 }
@@ -86,6 +88,7 @@ impl Registry {
                 upstream: std::sync::RwLock::new(s.upstream.clone()),
                 is_static: true,
                 tls: s.tls,
+                generation: std::sync::atomic::AtomicU64::new(1),
             });
             info!(upstream = %s.upstream, bind = %s.bind, advertised = %s.advertised, "static listener");
             let _ = spawn.send(NewListener {
@@ -96,6 +99,7 @@ impl Registry {
         }
         Ok(Registry {
             allow: std::sync::RwLock::new(crate::upstream::allow::UpstreamAllow::new(&config)?),
+            generation: std::sync::atomic::AtomicU64::new(1),
             config,
             inner: Mutex::new(inner),
             spawn,
@@ -112,6 +116,16 @@ impl Registry {
             Err(p) => *p.into_inner() = a,
         }
         Ok(())
+    }
+
+    /// Broker addresses from now on belong to cluster generation `g`;
+    /// slots learned earlier are stale until a response re-points them.
+    pub fn set_generation(&self, g: u64) {
+        self.generation.store(g, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -209,6 +223,7 @@ impl Registry {
             upstream: std::sync::RwLock::new(upstream.clone()),
             is_static: false,
             tls: None,
+            generation: std::sync::atomic::AtomicU64::new(self.generation()),
         });
         crate::metrics::get()
             .dynamic_listeners_created
@@ -329,11 +344,13 @@ impl BrokerMapper for Registry {
         }
         if let Some(slot) = inner.by_node.get(&node_id).cloned() {
             if slot.upstream() == upstream {
+                slot.set_generation(self.generation());
                 return Ok(slot.advertised.clone());
             }
             if !slot.is_static {
                 warn!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, "broker moved; listener re-pointed");
                 slot.repoint(upstream);
+                slot.set_generation(self.generation());
                 return Ok(slot.advertised.clone());
             }
         }

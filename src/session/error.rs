@@ -90,6 +90,8 @@ pub enum SessionError {
     ClientIo(std::io::Error),
     #[error("response side ended")]
     ResponseSideGone,
+    #[error("listener {0} stands for a broker of the cluster kgate switched away from, and the new cluster has not named its broker for this listener (yet); the client will refresh its metadata")]
+    StaleBroker(String),
     #[error("client left before sending anything")]
     ClientGone,
     #[error("no complete request within {0:?} of connecting (first_request_timeout_ms)")]

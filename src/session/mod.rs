@@ -119,6 +119,14 @@ async fn drive(
     };
     m.on(Event::FirstRequest)?;
     let c: &Connector = &shared.connector;
+    if let Target::Broker(slot) = &ctx.target {
+        if slot.generation() != shared.registry.generation() {
+            shared.refresh_brokers(slot).await;
+            if slot.generation() != shared.registry.generation() {
+                return Err(SessionError::StaleBroker(slot.bind.to_string()));
+            }
+        }
+    }
     let mut up = c.open(&ctx.target.route()).await?;
     ctx.set_broker(up.broker.clone());
     ctx.set_cluster_generation(up.cluster.0.generation);

@@ -17,6 +17,9 @@ pub struct BrokerSlot {
     pub is_static: bool,
     /// Per-listener override of client-side TLS.
     pub tls: Option<bool>,
+    /// The cluster generation `upstream` was learned from; after a
+    /// cut-over a stale slot is refreshed before it is dialled.
+    pub(crate) generation: std::sync::atomic::AtomicU64,
 }
 
 impl BrokerSlot {
@@ -25,6 +28,14 @@ impl BrokerSlot {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_generation(&self, g: u64) {
+        self.generation.store(g, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn repoint(&self, to: HostPort) {

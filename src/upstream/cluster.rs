@@ -59,6 +59,10 @@ pub struct Clusters {
     current: RwLock<Arc<Cluster>>,
     history: Mutex<Vec<Arc<Cluster>>>,
     changed: watch::Sender<u64>,
+    /// While true, new upstream connections wait (`upstream_hold`): the
+    /// window in which the operator lets replication catch up and syncs
+    /// consumer offsets, with no client writing or committing anywhere.
+    hold: watch::Sender<bool>,
     /// The current generation, for code that must not wait (filters).
     pub generation: Arc<AtomicU64>,
 }
@@ -75,6 +79,7 @@ impl Clusters {
             current: RwLock::new(first.clone()),
             history: Mutex::new(vec![first]),
             changed: watch::Sender::new(1),
+            hold: watch::Sender::new(false),
             generation: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -130,6 +135,33 @@ impl Clusters {
         Some(next)
     }
 
+    /// Holds or releases new upstream connections.
+    pub fn set_hold(&self, hold: bool) {
+        let was = self.hold.send_replace(hold);
+        if was != hold {
+            if hold {
+                info!("upstream_hold: new upstream connections wait until it is released");
+            } else {
+                info!("upstream_hold released: new upstream connections proceed");
+            }
+        }
+    }
+
+    pub fn held(&self) -> bool {
+        *self.hold.borrow()
+    }
+
+    /// Waits while new connections are held, up to `limit`; false when
+    /// the hold outlasted it.
+    pub async fn released(&self, limit: std::time::Duration) -> bool {
+        let mut rx = self.hold.subscribe();
+        if !*rx.borrow() {
+            return true;
+        }
+        let released = tokio::time::timeout(limit, async { rx.wait_for(|h| !*h).await.is_ok() }).await;
+        released.unwrap_or(false)
+    }
+
     /// (name, generation, open connections, current) of the clusters
     /// remembered.
     pub fn snapshot(&self) -> Vec<(String, u64, u64, bool)> {
@@ -177,5 +209,26 @@ mod tests {
         assert_eq!(c.snapshot()[0].2, 0);
         let back = c.switch(a).expect("rollback is a switch too");
         assert_eq!((back.generation, back.name.as_str()), (3, "a:1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_makes_new_connections_wait_until_released_or_the_limit() {
+        let c = Arc::new(Clusters::new(Arc::new(Config::with_bootstrap(vec![
+            HostPort::new("a", 1),
+        ]))));
+        assert!(c.released(std::time::Duration::from_secs(1)).await);
+        c.set_hold(true);
+        assert!(
+            !c.released(std::time::Duration::from_secs(1)).await,
+            "held past the limit"
+        );
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.released(std::time::Duration::from_secs(30)).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished(), "still held");
+        c.set_hold(false);
+        assert!(waiter.await.unwrap(), "released");
     }
 }

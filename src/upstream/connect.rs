@@ -45,6 +45,8 @@ pub enum ConnectError {
     Tls(String),
     #[error("{0}")]
     Sasl(#[from] SaslError),
+    #[error("upstream_hold is on (a cut-over in progress) and was not released within upstream_connect_wait_ms ({0} ms); the client will reconnect")]
+    Held(u64),
 }
 
 /// Dial mapping, TCP, TLS, SASL and per-broker back-off, in one place.
@@ -80,6 +82,10 @@ impl Connector {
 
     /// Waits out any back-off, dials and completes TLS.
     pub async fn open(&self, route: &Route) -> Result<Upstream, ConnectError> {
+        let limit = self.storm.limits().wait;
+        if !self.clusters.released(limit).await {
+            return Err(ConnectError::Held(limit.as_millis() as u64));
+        }
         if let Route::Broker(b) = route {
             self.throttle.wait(&b.to_string()).await;
         }

@@ -1,0 +1,236 @@
+"""Cut-over to another cluster without touching clients (issue 14).
+
+Two tansu brokers, A and B (both node 111), with the same topic. An
+idempotent producer (acks=all) and a group consumer run through kgate
+without interruption. The test plays the operator and the replication tool
+(MirrorMaker 2 / MSK Replicator), with kgate's hold:
+
+1. kgate.toml: bootstrap = B, upstream_hold = true; SIGHUP. kgate switches
+   at once: connections to A finish their in-flight requests and close at a
+   request boundary; new connections wait (nothing reaches A or B).
+2. When /metrics shows no connection left on A, the test copies A's records
+   to B partition by partition, in order (same offsets), and copies the
+   group's committed offsets.
+3. upstream_hold = false; SIGHUP. The waiting clients go on against B.
+
+Then the same in reverse (rollback to A, copying B's new records back).
+Asserted: the producer and consumer objects are never recreated and report
+no fatal error; every acknowledged record is present exactly once on the
+cluster in use at the end; after each switch the consumer's first record of
+each partition is at the synced offset.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+
+from harness import LOOPBACK, Proc, Upstream, free_port, poll_until
+from test_ops import ContinuousProducer, read_all, start_ops_kgate, start_tansu, create_topic
+from tls_support import to_toml
+
+PARTITIONS = 2
+
+
+class GroupConsumer(threading.Thread):
+    """A group member that commits synchronously every 100 ms."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str, tag: str):
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                           "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
+                           "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 100,
+                           "topic.metadata.refresh.interval.ms": 1000, "reconnect.backoff.max.ms": 250})
+        self.c.subscribe([topic])
+        self.tag = tag
+        self.stop_event = threading.Event()
+        self.got: list[tuple[int, int, int]] = []  # (partition, offset, seq)
+        self.errors: list[str] = []
+        self.fatal: list[str] = []
+        self.mark: dict[int, int] = {}  # index into got where a phase began, by phase
+
+    def run(self) -> None:
+        last = time.monotonic()
+        while not self.stop_event.is_set():
+            m = self.c.poll(0.1)
+            if m is not None:
+                if m.error():
+                    self.errors.append(str(m.error()))
+                    if m.error().fatal():
+                        self.fatal.append(str(m.error()))
+                else:
+                    v = m.value().decode()
+                    if v.startswith(self.tag + "-"):
+                        self.got.append((m.partition(), m.offset(), int(v.rsplit("-", 1)[1])))
+            if time.monotonic() - last > 0.1:
+                try:
+                    self.c.commit(asynchronous=False)
+                except Exception as e:  # noqa: BLE001 - nothing to commit, or a cut-over in progress
+                    self.errors.append(f"commit: {e}")
+                last = time.monotonic()
+        self.c.close()
+
+
+def copy_topic(src: str, dst: str, topic: str, start: dict[int, int]) -> dict[int, int]:
+    """Copies every record of `topic` on `src` from offset `start[p]` on, to
+    the same partition of `dst`, in order; returns the new end offsets. The
+    source is quiet (kgate holds and has drained it)."""
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": src, "group.id": f"copier-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "fetch.wait.max.ms": 100})
+    c.assign([TopicPartition(topic, p, start[p]) for p in range(PARTITIONS)])
+    p = Producer({"bootstrap.servers": dst, "acks": "all", "enable.idempotence": True,
+                  "max.in.flight.requests.per.connection": 1, "linger.ms": 0})
+    end = dict(start)
+    quiet = time.monotonic() + 3
+    while time.monotonic() < quiet:
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        assert m.offset() == end[m.partition()], f"copy out of order at {m.partition()}/{m.offset()}"
+        p.produce(topic, key=m.key(), value=m.value(), partition=m.partition())
+        end[m.partition()] += 1
+        quiet = time.monotonic() + 3
+    c.close()
+    assert p.flush(30) == 0, "every copied record acknowledged"
+    return end
+
+
+def committed(bootstrap: str, topic: str, group: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        c.close()
+
+
+def commit_offsets(bootstrap: str, topic: str, group: str, offsets: dict[int, int]) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items() if o >= 0], asynchronous=False)
+    finally:
+        c.close()
+    assert committed(bootstrap, topic, group) == {p: o for p, o in offsets.items()}, "offsets synced"
+
+
+class Operator:
+    """Edits kgate.toml and sends SIGHUP, as an operator would."""
+
+    def __init__(self, okg, path):
+        self.okg, self.path = okg, path
+
+    def set(self, bootstrap: str, hold: bool) -> None:
+        text = self.path.read_text()
+        lines = [l for l in text.splitlines() if not l.startswith(("bootstrap", "upstream_hold"))]
+        extra = to_toml({"bootstrap": [bootstrap], "upstream_hold": hold})
+        self.path.write_text(extra + "\n" + "\n".join(lines) + "\n")
+        self.okg.proc.popen.send_signal(signal.SIGHUP)
+
+    def connections(self, cluster: str) -> float:
+        return self.okg.scrape().total("kgate_cluster_connections", cluster=cluster)
+
+    def current(self) -> set[str]:
+        return {l["cluster"] for l, v in self.okg.scrape().find("kgate_cluster_current") if v == 1}
+
+
+def switch(op: Operator, topic: str, group: str, src: str, dst: str, dst_start: dict[int, int],
+           prod: ContinuousProducer, cons: GroupConsumer) -> tuple[dict[int, int], dict[int, int], dict]:
+    """One cut-over src → dst; returns (dst end offsets, synced offsets, timings)."""
+    t0 = time.monotonic()
+    op.set(dst, hold=True)
+    poll_until(f"kgate switched to {dst}", lambda: op.current() == {dst}, 10)
+    poll_until(f"every connection to {src} drained", lambda: op.connections(src) == 0, 30)
+    drained = time.monotonic() - t0
+    end = copy_topic(src, dst, topic, dst_start)
+    offsets = committed(src, topic, group)
+    commit_offsets(dst, topic, group, offsets)
+    mark_got, mark_acked = len(cons.got), len(prod.acked)
+    op.set(dst, hold=False)
+    released = time.monotonic()
+    poll_until("acknowledgements on the new cluster", lambda: len(prod.acked) > mark_acked + 100, 60)
+    poll_until("records consumed on the new cluster", lambda: len(cons.got) > mark_got + 50, 60)
+    # The first record of each partition after the switch is at the synced offset.
+    first: dict[int, int] = {}
+    for p_, off, _seq in cons.got[mark_got:]:
+        first.setdefault(p_, off)
+    for p_, off in first.items():
+        assert off == offsets[p_], (f"partition {p_}: the consumer resumed at {off}, "
+                                    f"the synced offset is {offsets[p_]}")
+    return end, offsets, {"drained_s": drained, "hold_s": released - t0 - drained,
+                          "resumed_s": time.monotonic() - released}
+
+
+def test_cut_over_and_roll_back_without_touching_clients() -> None:
+    pa, pb = free_port(), free_port()
+    ta, tb = start_tansu("tansu-a", pa), start_tansu("tansu-b", pb)
+    a, b = f"{LOOPBACK}:{pa}", f"{LOOPBACK}:{pb}"
+    run = uuid.uuid4().hex[:8]
+    topic, group = f"cutover-{run}", f"cutover-group-{run}"
+    create_topic(a, topic, PARTITIONS)
+    create_topic(b, topic, PARTITIONS)
+    up = Upstream("tansu-a", [(LOOPBACK, pa)], (111,), {111: (LOOPBACK, pa)})
+    okg = start_ops_kgate("cutover", up, {})
+    op = Operator(okg, okg.proc.argv and __import__("pathlib").Path(okg.proc.argv[-1]))
+    prod = ContinuousProducer(okg.bootstrap, topic, run)
+    cons = GroupConsumer(okg.bootstrap, topic, group, run)
+    timings = {}
+    try:
+        prod.start()
+        cons.start()
+        poll_until("traffic through kgate on A", lambda: len(prod.acked) >= 300 and len(cons.got) >= 100, 60)
+        end_b, _, timings["to_b"] = switch(op, topic, group, a, b, {p: 0 for p in range(PARTITIONS)}, prod, cons)
+        # Rollback: B's records since the switch go back to A, offsets too.
+        end_a_before = {p: 0 for p in range(PARTITIONS)}
+        for p_, off, _ in cons.got:
+            pass
+        a_counts = copy_counts(a, topic)
+        end_a, _, timings["to_a"] = switch(op, topic, group, b, a, a_counts, prod, cons)
+        del end_a_before, end_b, end_a
+    finally:
+        prod.stop_event.set()
+        prod.join(90)
+    try:
+        poll_until("the consumer has every acknowledged record",
+                   lambda: set(prod.acked) <= {s for _, _, s in cons.got}, 60)
+    finally:
+        cons.stop_event.set()
+        cons.join(30)
+    try:
+        assert okg.proc.alive(), "kgate kept running"
+        assert not prod.failed and prod.left == 0, f"{len(prod.failed)} failed: {prod.failed[:5]}; {prod.left} unflushed"
+        assert not cons.fatal, f"consumer fatal errors: {cons.fatal}"
+        seqs = read_all(a, topic, PARTITIONS, run, len(prod.acked), timeout=60)
+        counts: dict[int, int] = {}
+        for s in seqs:
+            counts[s] = counts.get(s, 0) + 1
+        missing = sorted(set(prod.acked) - set(counts))
+        dups = sorted(s for s, n in counts.items() if n > 1)
+        assert not missing and not dups, (f"{len(prod.acked)} acknowledged; on A after the rollback: "
+                                          f"{len(missing)} missing {missing[:10]}, {len(dups)} duplicated {dups[:10]}")
+        print(f"cut-over: {len(prod.acked)} records exactly once; consumer got {len(cons.got)} "
+              f"(non-fatal client errors: {len(cons.errors)}); timings {timings}")
+    finally:
+        okg.stop()
+        ta.stop()
+        tb.stop()
+
+
+def copy_counts(bootstrap: str, topic: str) -> dict[int, int]:
+    """Records per partition now on `bootstrap` (its end offsets)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex[:6]}"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+    finally:
+        c.close()
