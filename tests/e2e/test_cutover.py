@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 import time
 import uuid
 
@@ -180,7 +181,7 @@ def test_cut_over_and_roll_back_without_touching_clients() -> None:
     create_topic(b, topic, PARTITIONS)
     up = Upstream("tansu-a", [(LOOPBACK, pa)], (111,), {111: (LOOPBACK, pa)})
     okg = start_ops_kgate("cutover", up, {})
-    op = Operator(okg, okg.proc.argv and __import__("pathlib").Path(okg.proc.argv[-1]))
+    op = Operator(okg, Path(okg.proc.argv[-1]))
     prod = ContinuousProducer(okg.bootstrap, topic, run)
     cons = GroupConsumer(okg.bootstrap, topic, group, run)
     timings = {}
@@ -188,14 +189,11 @@ def test_cut_over_and_roll_back_without_touching_clients() -> None:
         prod.start()
         cons.start()
         poll_until("traffic through kgate on A", lambda: len(prod.acked) >= 300 and len(cons.got) >= 100, 60)
-        end_b, _, timings["to_b"] = switch(op, topic, group, a, b, {p: 0 for p in range(PARTITIONS)}, prod, cons)
+        # A's records were all copied, so A's end offsets are where B's
+        # copy ended.
+        end_a, _, timings["to_b"] = switch(op, topic, group, a, b, {p: 0 for p in range(PARTITIONS)}, prod, cons)
         # Rollback: B's records since the switch go back to A, offsets too.
-        end_a_before = {p: 0 for p in range(PARTITIONS)}
-        for p_, off, _ in cons.got:
-            pass
-        a_counts = copy_counts(a, topic)
-        end_a, _, timings["to_a"] = switch(op, topic, group, b, a, a_counts, prod, cons)
-        del end_a_before, end_b, end_a
+        _, _, timings["to_a"] = switch(op, topic, group, b, a, end_a, prod, cons)
     finally:
         prod.stop_event.set()
         prod.join(90)
@@ -223,14 +221,3 @@ def test_cut_over_and_roll_back_without_touching_clients() -> None:
         okg.stop()
         ta.stop()
         tb.stop()
-
-
-def copy_counts(bootstrap: str, topic: str) -> dict[int, int]:
-    """Records per partition now on `bootstrap` (its end offsets)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex[:6]}"})
-    try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
-    finally:
-        c.close()
