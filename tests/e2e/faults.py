@@ -155,15 +155,17 @@ def create_topic(bootstrap: str, topic: str, partitions: int = 1, timeout: float
 
 class Canary:
     """Produces one record every `interval` s (acks=all) and consumes the topic
-    from the beginning, both in threads, until stop()."""
+    (partition 0, or the whole topic in a group with use_group) from the
+    beginning, both in threads, until stop()."""
 
     def __init__(self, bootstrap: str, topic: str, name: str = "canary", interval: float = 0.05,
                  create: bool = True, extra: Optional[dict] = None, producer_extra: Optional[dict] = None,
-                 consumer_extra: Optional[dict] = None, flush_s: float = 60):
+                 consumer_extra: Optional[dict] = None, flush_s: float = 60, use_group: bool = False):
         from confluent_kafka import Consumer, Producer
 
         self.bootstrap, self.topic, self.name, self.interval = bootstrap, topic, name, interval
         self.flush_s = flush_s
+        self.use_group = use_group
         if create:
             create_topic(bootstrap, topic)
         common = {"bootstrap.servers": bootstrap, "client.id": name, "socket.timeout.ms": 10000, "log_level": 3,
@@ -210,13 +212,17 @@ class Canary:
                     self.sent = seq
             except BufferError:
                 pass
-            self.producer.poll(self.interval)
+            self.producer.poll(0)
+            time.sleep(self.interval)
         self.producer.flush(self.flush_s)
 
     def _consume(self):
-        from confluent_kafka import KafkaError
+        from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
-        self.consumer.subscribe([self.topic])
+        if self.use_group:
+            self.consumer.subscribe([self.topic])
+        else:  # no group: only Metadata, ListOffsets and Fetch, so a stall is the data path's
+            self.consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         while not self._stop.is_set():
             for m in self.consumer.consume(num_messages=200, timeout=0.2):
                 if m.error():
@@ -235,6 +241,13 @@ class Canary:
     def consumed_between(self, t0: float, t1: float) -> int:
         with self.lock:
             return sum(1 for t in self.consumed.values() if t0 <= t < t1)
+
+    def max_ack_gap(self, t0: float, t1: float) -> float:
+        """The longest time without an ack between t0 and t1 (the outage a
+        producer saw, recovery included)."""
+        with self.lock:
+            ts = [t0] + sorted(x for x in self.ack_times if t0 <= x <= t1) + [t1]
+        return max(b - a for a, b in zip(ts, ts[1:]))
 
     def wait_acks(self, n: int, timeout: float) -> float:
         """Waits until n more records are acked; returns the seconds it took."""
