@@ -152,6 +152,7 @@ def main(out_path: str, logdir: str) -> int:
         if TAKEN_NODE not in md.brokers:
             problem(f"phase A1: node {TAKEN_NODE} still left out of responses after its listener was created")
         nums["A1_canary_acks"] = canary.acked_between(tA, time.monotonic())
+        nums["A1_canary_longest_ack_gap_s"] = round(canary.max_ack_gap(tA, time.monotonic()), 2)
         if nums["A1_canary_acks"] < 20:
             problem(f"phase A1: the canary got only {nums['A1_canary_acks']} acks")
 
@@ -196,6 +197,7 @@ def main(out_path: str, logdir: str) -> int:
         if nums["A2_max_log_line_bytes"] > 2000:
             problem(f"phase A2: a log line of {nums['A2_max_log_line_bytes']} bytes (the 30 KB host is not clipped)")
         nums["A2_canary_acks"] = canary.acked_between(tA2, time.monotonic())
+        nums["A2_canary_longest_ack_gap_s"] = round(canary.max_ack_gap(tA2, time.monotonic()), 2)
         if nums["A2_canary_acks"] < 20:
             problem(f"phase A2: the canary got only {nums['A2_canary_acks']} acks")
 
@@ -272,6 +274,10 @@ def main(out_path: str, logdir: str) -> int:
             problem(f"phase B: a log line of {nums['B_max_log_line_bytes']} bytes")
         acks_B = canary.acked_between(tB, time.monotonic())
         nums["B_canary_acks"] = acks_B
+        nums["B_canary_longest_ack_gap_s"] = round(canary.max_ack_gap(tB, time.monotonic()), 2)
+        for k in ("A1", "A2", "B"):
+            if nums[f"{k}_canary_longest_ack_gap_s"] > 3:
+                problem(f"phase {k}: the canary went {nums[f'{k}_canary_longest_ack_gap_s']} s without an ack")
         if acks_B < 20:
             problem(f"phase B: the canary got only {acks_B} acks")
         code, body = faults.http_get(ADMIN, "/readyz")

@@ -554,7 +554,9 @@ def netns_prefix() -> list[str]:
             raise RuntimeError(f"{tool} not found: the fault suite needs util-linux unshare and iproute2 ip")
     script = (f"ip link set lo up && ip addr add {NETNS_ADDR}/32 dev lo && "
               "test \"$(ip -o link show | grep -vc ': lo:')\" = 0 && exec \"$@\"")
-    return ["unshare", "-n", "sh", "-c", script, "netns"]
+    # root: a plain network namespace; otherwise a user namespace maps us to root in it
+    flags = "-n" if os.geteuid() == 0 else "-rn"
+    return ["unshare", flags, "sh", "-c", script, "netns"]
 
 
 def kill_tree(p: subprocess.Popen, sig=None) -> None:

@@ -508,8 +508,8 @@ def _api_versions_conn(port: int):
     """A connection that completed an ApiVersions round trip (so kgate holds
     an upstream connection for it), or None."""
     try:
-        s = socket.create_connection((LOOPBACK, port), timeout=3)
-        s.settimeout(3)
+        s = socket.create_connection((LOOPBACK, port), timeout=1)
+        s.settimeout(1)
         body = b"\x00\x12\x00\x00" + struct.pack(">i", 1) + struct.pack(">h", 4) + b"load"
         s.sendall(struct.pack(">i", len(body)) + body)
         head = s.recv(4)
@@ -535,8 +535,9 @@ def test_low_fd_limit_degrades_and_recovers(tansu):
         assert re.search(rf"Max open files\s+{limit}\s+{limit}", limits), f"prlimit did not apply:\n{limits}"
         fds0, log0 = faults.proc_fds(pid), log_size(kg)
         t0 = time.monotonic()
-        with ThreadPoolExecutor(16) as ex:
+        with ThreadPoolExecutor(40) as ex:
             conns = list(ex.map(lambda _: _api_versions_conn(kg.port_base), range(400)))
+        load_s = round(time.monotonic() - t0, 1)
         held = [c for c in conns if c]
         peak_fds = faults.proc_fds(pid)
         time.sleep(3)
@@ -564,7 +565,7 @@ def test_low_fd_limit_degrades_and_recovers(tansu):
         lines = faults.log_lines(kg.proc.log, log0)
         warns = [ln for ln in lines if "WARN" in ln or "ERROR" in ln]
         m = faults.scrape(admin)
-        nums = {"nofile": limit, "load_connections_tried": 400, "load_connections_served": n_held,
+        nums = {"nofile": limit, "load_connections_tried": 400, "load_connections_served": n_held, "load_s": load_s,
                 "fds_before": fds0, "peak_fds": peak_fds, "fds_after": fds_after,
                 "canary_acks_during_load": during_acks, "recovery_s": recovery_s,
                 "canary_20_acks_after_s": round(rec_acks, 2), "log_lines": len(lines), "warn_lines": len(warns),
