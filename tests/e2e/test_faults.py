@@ -16,6 +16,8 @@ and prints them (`-s`, or the "fault numbers" section at the end of the run).
   control canary in the same run.
 - test_sigterm_drains_long_polls_and_joining_group.
 - test_low_fd_limit_degrades_and_recovers: kgate under prlimit --nofile=256.
+- test_kafka_leader_sigstop_and_kill (marked kafka_cluster: run-all.sh stage
+  2): the same broker faults against the real Apache Kafka cluster.
 
 Run: . target/e2e-deps/env.sh && python -m pytest tests/e2e/test_faults.py -q
 """
@@ -595,5 +597,94 @@ def test_low_fd_limit_degrades_and_recovers(tansu):
         stop_kgate(kg)
 
 
-def pytest_terminal_summary(terminalreporter):  # pragma: no cover - only used as a conftest-style hook
-    pass
+# --------------------------------------------------------------------------
+# The same broker faults against real Apache Kafka (stage 2 of run-all.sh)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.kafka_cluster
+def test_kafka_leader_sigstop_and_kill(kafka_cluster):
+    """The leader of partition 0 is SIGSTOPped for 10 s (it gets fenced and
+    leadership moves), then killed with SIGKILL and restarted on the same
+    ports and log dir; a canary through kgate and a direct control canary
+    run throughout. No acked record may be lost beyond the control."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    kafka_cluster.ensure_all_up()
+    direct = kafka_cluster.bootstrap
+    admin = AdminClient({"bootstrap.servers": direct})
+    tk, td = f"faults-kafka-kgate-{uuid.uuid4().hex[:6]}", f"faults-kafka-direct-{uuid.uuid4().hex[:6]}"
+    fs = admin.create_topics([NewTopic(t, 3, 3, config={"min.insync.replicas": "2"}) for t in (tk, td)],
+                             operation_timeout=30, request_timeout=60)
+    for f in fs.values():
+        f.result(60)
+    for t in (tk, td):
+        faults.wait_until(f"leaders for {t}", lambda: all(
+            p.leader >= 0 for p in admin.list_topics(t, timeout=5).topics[t].partitions.values()), 30, 0.3)
+    kg, admin_port = start("faults-kafka", kafka_cluster.upstream(), [])
+    canaries = []
+    victim = None
+    try:
+        ck = faults.Canary(kg.bootstrap_servers, tk, name="kafka-canary-kgate", create=False)
+        cd = faults.Canary(direct, td, name="kafka-canary-direct", create=False)
+        canaries = [ck, cd]
+        ck.wait_acks(20, 60)
+        cd.wait_acks(20, 60)
+        victim = admin.list_topics(tk, timeout=10).topics[tk].partitions[0].leader
+        proc = kafka_cluster.procs[victim]
+        ts = time.monotonic()
+        proc.popen.send_signal(signal.SIGSTOP)
+        time.sleep(10)
+        proc.popen.send_signal(signal.SIGCONT)
+        tc = time.monotonic()
+        for c in canaries:
+            c.wait_acks(20, 90)
+        stop_gap = {c.name: round(c.max_ack_gap(ts - 0.5, time.monotonic()), 2) for c in canaries}
+        time.sleep(2)
+        tk0 = time.monotonic()
+        proc.popen.kill()
+        proc.popen.wait(20)
+        proc.stop()
+        time.sleep(1)
+        kafka_cluster.start_node(victim)
+        kafka_cluster.wait_ready()
+        tr = time.monotonic()
+        for c in canaries:
+            c.wait_acks(20, 90)
+        time.sleep(3)
+        kill_gap = {c.name: round(c.max_ack_gap(tk0, time.monotonic()), 2) for c in canaries}
+        consumed_after = {c.name: c.consumed_between(tr, time.monotonic() + 1) for c in canaries}
+        for c in canaries:
+            c.stop()
+        lost = {}
+        for c in canaries:
+            got = faults.read_all(direct, c.topic, set(c.acked), timeout=60)
+            lost[c.name] = sorted(set(c.acked) - got)
+        nums = {"victim": victim, "sigstop_longest_ack_gap_s": stop_gap, "kill_restart_longest_ack_gap_s": kill_gap,
+                "restart_to_ready_s": round(tr - tk0, 1), "consumed_after_restart": consumed_after,
+                "acked": {c.name: len(c.acked) for c in canaries},
+                "delivery_errors": {c.name: len(c.errors) for c in canaries},
+                "lost": {k: len(v) for k, v in lost.items()}, "kgate_alive": kg.proc.alive()}
+        report("Apache Kafka leader SIGSTOP 10 s + kill/restart", nums)
+        problems = []
+        if not kg.proc.alive():
+            problems.append("kgate died")
+        if len(lost["kafka-canary-kgate"]) > len(lost["kafka-canary-direct"]):
+            problems.append(f"through kgate {len(lost['kafka-canary-kgate'])} acked records lost, directly "
+                            f"{len(lost['kafka-canary-direct'])}: {lost['kafka-canary-kgate'][:5]}")
+        if ck.errors:
+            problems.append(f"kgate canary delivery errors: {ck.errors[:3]}")
+        for name, g in {**stop_gap, **kill_gap}.items():
+            if g > 60:
+                problems.append(f"{name} went {g} s without an ack")
+        assert not problems, "\n".join(problems) + f"\n{nums}"
+    finally:
+        if victim is not None and kafka_cluster.procs.get(victim) is not None:
+            try:
+                kafka_cluster.procs[victim].popen.send_signal(signal.SIGCONT)
+            except Exception:  # noqa: BLE001
+                pass
+        for c in canaries:
+            c.stop()
+        stop_kgate(kg)
+        kafka_cluster.ensure_all_up()
