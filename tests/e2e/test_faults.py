@@ -4,7 +4,7 @@ running throughout and asserting it keeps working. Every test asserts
 numbers (RSS, fds, listener counts, upstream authentications, lost records)
 and prints them (`-s`, or the "fault numbers" section at the end of the run).
 
-- test_malicious_broker: fault_malicious.py inside a private network
+- test_malicious_broker_*: fault_malicious.py (run once) inside a private network
   namespace (only `lo`): tansu behind a Metadata-injecting proxy naming the
   metadata service, 127.0.0.1:22, a non-allowed address, an overflowing node
   id, a taken port, a 30 KB host name, then 5,000 brokers.
@@ -115,19 +115,85 @@ def log_size(kg: Kgate) -> int:
 # --------------------------------------------------------------------------
 
 
-def test_malicious_broker():
+@pytest.fixture(scope="module")
+def malicious():
+    """Runs fault_malicious.py once in a private network namespace; its
+    result (numbers and problems) is checked by the tests below, one aspect
+    each."""
+    if DIRECT or not kgate_bin().exists():
+        pytest.fail(f"kgate binary not found at {kgate_bin()} (or KGATE_DIRECT=1)", pytrace=False)
     out = run_dir() / "malicious-result.json"
     env = dict(os.environ, KGATE_BIN=str(kgate_bin()), TANSU_BIN=str(tansu_bin()))
-    argv = faults.netns_prefix() + [sys.executable, str(HERE / "fault_malicious.py"), str(out), str(run_dir())]
+    try:
+        argv = faults.netns_prefix() + [sys.executable, str(HERE / "fault_malicious.py"), str(out), str(run_dir())]
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
     t0 = time.monotonic()
-    with open(log_path("malicious-child"), "wb") as child_log:
+    child = log_path("malicious-child")
+    with open(child, "wb") as child_log:
         r = subprocess.run(argv, env=env, stdout=child_log, stderr=subprocess.STDOUT, timeout=240)
     elapsed = round(time.monotonic() - t0, 1)
-    assert out.exists(), f"the netns scenario wrote no result (exit {r.returncode}); see {child_log.name}"
+    if not out.exists():
+        pytest.fail(f"the netns scenario wrote no result (exit {r.returncode}); see {child}", pytrace=False)
     res = json.loads(out.read_text())
     report("malicious broker", {"elapsed_s": elapsed, **res["numbers"]})
-    assert not res["problems"], "malicious broker:\n- " + "\n- ".join(res["problems"]) + \
+    return res
+
+
+# problem prefix (from fault_malicious.py) -> the test that owns it
+_MALICIOUS_ASPECTS = {
+    "encoding": ("librdkafka", "kafka-python", "injector", "the injector"),
+    "taken_port": ("phase A1",),
+    "hostile": ("phase A2",),
+    "log_volume": ("phase B: log flood",),
+    "cap": ("phase B",),
+    "readyz_forgets": ("/readyz still",),
+    "canary": ("canary",),
+}
+
+
+def _aspect_of(problem: str):
+    # "canary" first: its messages name a phase too
+    if problem.startswith("canary"):
+        return "canary"
+    return next((a for a, prefixes in _MALICIOUS_ASPECTS.items() if problem.startswith(prefixes)), None)
+
+
+def _malicious_check(res: dict, aspect: str) -> None:
+    # problems no aspect owns (scenario errors, kgate exiting or panicking) fail every test
+    problems = [p for p in res["problems"] if _aspect_of(p) in (None, aspect)]
+    assert not problems, f"malicious broker ({aspect}):\n- " + "\n- ".join(problems) + \
         f"\nnumbers: {json.dumps(res['numbers'], default=str)}\nlogs: {run_dir()}/malicious-*.log"
+
+
+def test_malicious_broker_encoding_decodes_in_real_clients(malicious):
+    """librdkafka (directly) and kafka-python parse what the injector sends."""
+    _malicious_check(malicious, "encoding")
+
+
+def test_malicious_broker_taken_port_readyz_and_recovery(malicious):
+    _malicious_check(malicious, "taken_port")
+
+
+def test_malicious_broker_hostile_addresses_refused(malicious):
+    """169.254.169.254:80, 127.0.0.1:22, 10.200.0.1, node 70000, a 30 KB host."""
+    _malicious_check(malicious, "hostile")
+
+
+def test_malicious_broker_5000_brokers_bounded_by_cap(malicious):
+    _malicious_check(malicious, "cap")
+
+
+def test_malicious_broker_5000_brokers_log_volume(malicious):
+    _malicious_check(malicious, "log_volume")
+
+
+def test_malicious_broker_readyz_recovers_when_hostile_brokers_are_gone(malicious):
+    _malicious_check(malicious, "readyz_forgets")
+
+
+def test_malicious_broker_canary_unaffected(malicious):
+    _malicious_check(malicious, "canary")
 
 
 # --------------------------------------------------------------------------
