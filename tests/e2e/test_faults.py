@@ -612,7 +612,7 @@ def test_broker_sigstop_and_restart(tmp_path):
 
 def test_sigterm_drains_long_polls_and_joining_group(tansu):
     drain_ms = 5000
-    kg, _admin = start("faults-sigterm", tansu, ["--drain-timeout-ms", str(drain_ms)], admin=False)
+    kg, admin = start("faults-sigterm", tansu, ["--drain-timeout-ms", str(drain_ms)])
     topic = f"faults-sigterm-{uuid.uuid4().hex[:6]}"
     canary = faults.Canary(kg.bootstrap_servers, topic, name="canary-sigterm", interval=0.02, flush_s=10,
                            producer_extra={"message.timeout.ms": 8000})
@@ -640,6 +640,7 @@ def test_sigterm_drains_long_polls_and_joining_group(tansu):
                            "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "log_level": 3})
         joiner.subscribe([topic])
         joiner.poll(0.5)  # JoinGroup on its way (tansu holds the first join ~3 s)
+        m = faults.scrape(admin)
         t0 = time.monotonic()
         kg.proc.popen.send_signal(signal.SIGTERM)
         try:
@@ -652,9 +653,14 @@ def test_sigterm_drains_long_polls_and_joining_group(tansu):
         acked = set(canary.acked)
         got = faults.read_all(tansu.bootstrap_servers, topic, acked, timeout=60)  # directly from the broker
         missing = sorted(acked - got)
-        nums = {"drain_timeout_s": drain_ms / 1000, "exit_s": exit_s, "exit_code": rc, "acked": len(acked),
+        drained = re.search(r"drain timeout reached.*connections=(\d+)", kg.proc.log_text())
+        nums = {"join_group_requests_before_sigterm": m.get('kgate_requests_total{api_key="JoinGroup"}', 0),
+                "fetch_requests_before_sigterm": m.get('kgate_requests_total{api_key="Fetch"}', 0),
+                "closed_at_drain_timeout": int(drained.group(1)) if drained else 0,
+                "drain_timeout_s": drain_ms / 1000, "exit_s": exit_s, "exit_code": rc, "acked": len(acked),
                 "missing_acked": len(missing), "unacked_errors": len(canary.errors)}
         report("SIGTERM with long polls and a joining group", nums)
+        assert nums["join_group_requests_before_sigterm"] >= 1, f"no JoinGroup went through kgate before SIGTERM: {nums}"
         assert rc is not None, f"kgate did not exit within {drain_ms / 1000 + 10} s of SIGTERM"
         assert exit_s <= drain_ms / 1000 + 2, f"kgate took {exit_s} s to exit (drain timeout {drain_ms / 1000} s)"
         assert rc == 0, f"kgate exited with {rc} after SIGTERM"
