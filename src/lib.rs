@@ -112,17 +112,9 @@ impl Running {
     }
 }
 
-/// Binds the bootstrap, static and admin listeners and starts accepting.
-pub async fn start(config: Config) -> Result<Running, String> {
-    tls::install_provider();
-    let config = Arc::new(config);
-    let upstream_tls = config.upstream_tls.as_ref().map(UpstreamTls::new).transpose()?;
-    let downstream_tls = config
-        .downstream_tls
-        .as_ref()
-        .map(DownstreamTls::new)
-        .transpose()?;
-    let authenticator = match &config.upstream_sasl {
+/// kgate's own SASL toward the brokers, if configured.
+async fn authenticator(config: &Config) -> Option<Arc<upstream::sasl::Authenticator>> {
+    match &config.upstream_sasl {
         Some(s) => {
             let creds = if s.mechanism.uses_aws() {
                 Some(Arc::new(
@@ -135,8 +127,47 @@ pub async fn start(config: Config) -> Result<Running, String> {
             Some(Arc::new(upstream::sasl::Authenticator::new(s.clone(), creds)))
         }
         None => None,
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel::<NewListener>();
+    }
+}
+
+/// Accepts on every listener the registry hands over, and runs the probe
+/// and the certificate reload ticker.
+async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListener>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(admin::probe::run(s.clone()));
+    if s.connector.tls.is_some() || s.downstream_tls.is_some() {
+        let r = s.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(r.config.tls_reload_interval);
+            loop {
+                tick.tick().await;
+                r.reload_tls(false);
+            }
+        });
+    }
+    while let Some(n) = rx.recv().await {
+        match TcpListener::from_std(n.socket) {
+            Ok(l) => {
+                metrics::get().listeners.fetch_add(1, Relaxed);
+                tasks.spawn(listener::accept_loop(s.clone(), l, n.target));
+            }
+            Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
+        }
+    }
+}
+
+/// Binds the bootstrap, static and admin listeners and starts accepting.
+pub async fn start(config: Config) -> Result<Running, String> {
+    tls::install_provider();
+    let config = Arc::new(config);
+    let upstream_tls = config.upstream_tls.as_ref().map(UpstreamTls::new).transpose()?;
+    let downstream_tls = config
+        .downstream_tls
+        .as_ref()
+        .map(DownstreamTls::new)
+        .transpose()?;
+    let authenticator = authenticator(&config).await;
+    let (tx, rx) = mpsc::unbounded_channel::<NewListener>();
     let boot_addr = HostPort::new(config.bind_host.clone(), config.port_base);
     let boot =
         bind(&boot_addr).map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
@@ -177,30 +208,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let admin_task = admin
         .and_then(|a| TcpListener::from_std(a).ok())
         .map(|a| AbortOnDrop(tokio::spawn(admin::serve(shared.clone(), a))));
-    let s = shared.clone();
-    let tasks = tokio::spawn(async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(admin::probe::run(s.clone()));
-        if s.connector.tls.is_some() || s.downstream_tls.is_some() {
-            let r = s.clone();
-            tasks.spawn(async move {
-                let mut tick = tokio::time::interval(r.config.tls_reload_interval);
-                loop {
-                    tick.tick().await;
-                    r.reload_tls(false);
-                }
-            });
-        }
-        while let Some(n) = rx.recv().await {
-            match TcpListener::from_std(n.socket) {
-                Ok(l) => {
-                    metrics::get().listeners.fetch_add(1, Relaxed);
-                    tasks.spawn(listener::accept_loop(s.clone(), l, n.target));
-                }
-                Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
-            }
-        }
-    });
+    let tasks = tokio::spawn(run_listeners(shared.clone(), rx));
     Ok(Running {
         bootstrap,
         admin: admin_addr,

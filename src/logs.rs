@@ -1,5 +1,5 @@
 //! Warnings that repeat are rate-limited: the same cause on the same
-//! listener logs at most a few lines per interval, and the first line after
+//! listener logs at most a few lines per second, and the first line after
 //! that says how many were suppressed. A reconnecting client or a broker
 //! outage then costs a few lines, not hundreds.
 
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const INTERVAL: Duration = Duration::from_secs(10);
+const INTERVAL: Duration = Duration::from_secs(1);
 /// Lines per key and interval before suppression starts.
 const BURST: u32 = 5;
 /// Keys kept at most; beyond it the table starts over.

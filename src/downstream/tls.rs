@@ -110,11 +110,16 @@ impl ClientCertVerifier for AllowList {
             .map(|i| i.subject.clone())
             .unwrap_or_else(|| "<unparseable>".into());
         if let Err(e) = self.inner.verify_client_cert(end_entity, intermediates, now) {
-            warn!(%subject, cause = %crate::tls::describe::describe(&e), "client certificate rejected");
+            let cause = crate::tls::describe::describe(&e);
+            if let Some(suppressed) = crate::logs::allow(&format!("cert:{subject}:{cause}")) {
+                warn!(%subject, %cause, suppressed, "client certificate rejected");
+            }
             return Err(e);
         }
         if !self.allowed.is_empty() && !id.as_ref().is_some_and(|i| i.allowed_by(&self.allowed)) {
-            warn!(%subject, allowed = ?self.allowed, "client certificate rejected: subject not on the allow-list");
+            if let Some(suppressed) = crate::logs::allow(&format!("cert:{subject}:allow-list")) {
+                warn!(%subject, allowed = ?self.allowed, suppressed, "client certificate rejected: subject not on the allow-list");
+            }
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ));

@@ -186,10 +186,13 @@ fn log_end(e: &SessionError, state: State, listener: &str) {
             debug!(%state, error = %e, "connection closed")
         }
         _ => {
-            // One line per listener and cause every few seconds, with a count.
-            if let Some(suppressed) =
-                crate::logs::allow(&format!("{listener}:{}", e.protocol_kind().unwrap_or(e.kind())))
-            {
+            // A few lines per listener and cause every few seconds, with a
+            // count. Frame errors carry wire numbers: keyed by their kind.
+            let cause = match e.protocol_kind() {
+                Some(kind) => kind.to_string(),
+                None => e.to_string().chars().take(80).collect(),
+            };
+            if let Some(suppressed) = crate::logs::allow(&format!("{listener}:{cause}")) {
                 warn!(%state, error = %e, suppressed, "closing connection");
             }
         }
