@@ -34,7 +34,7 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 LOOPBACK = "127.0.0.1"

@@ -365,6 +365,7 @@ def test_slowloris_and_connect_flood_cost_no_upstream_auth(iam_cluster):
             s = canary.summary()
             assert s["errors"] == 0, f"canary delivery errors: {s['first_errors']}"
         stop_kgate(kg)
+        faults.shutil.rmtree(home, ignore_errors=True)
 
 
 def _idle_from(src: str, port: int, n: int) -> list:
