@@ -131,7 +131,13 @@ def malicious():
     t0 = time.monotonic()
     child = log_path("malicious-child")
     with open(child, "wb") as child_log:
-        r = subprocess.run(argv, env=env, stdout=child_log, stderr=subprocess.STDOUT, timeout=240)
+        # its own process group: on a timeout, tansu and kgate inside the namespace go too
+        r = subprocess.Popen(argv, env=env, stdout=child_log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            r.wait(240)
+        except subprocess.TimeoutExpired:
+            os.killpg(r.pid, signal.SIGKILL)
+            r.wait(10)
     elapsed = round(time.monotonic() - t0, 1)
     if not out.exists():
         pytest.fail(f"the netns scenario wrote no result (exit {r.returncode}); see {child}", pytrace=False)
