@@ -133,7 +133,7 @@ impl Registry {
         crate::metrics::get()
             .listeners_failing
             .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        refused(node_id, why)
+        refused("bind", node_id, why)
     }
 
     /// Why kgate is not fully serving, if a broker has no listener.
@@ -261,21 +261,41 @@ pub fn valid_host(host: &str) -> bool {
         })
 }
 
-fn refused(node_id: i32, why: String) -> MapError {
+/// Counts and logs a refused broker. Every Metadata response names the
+/// broker again, and a hostile one can name thousands: the log is
+/// rate-limited per cause, not per broker.
+fn refused(cause: &str, node_id: i32, why: String) -> MapError {
     crate::metrics::get()
         .dynamic_listeners_refused
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Every Metadata response names the broker again: log it once a while.
-    if let Some(suppressed) = crate::logs::allow(&format!("refused:{node_id}")) {
+    if let Some(suppressed) = crate::logs::allow(&format!("refused:{cause}")) {
         warn!(node_id, suppressed, "{why}");
     }
     MapError(why)
 }
 
 impl BrokerMapper for Registry {
+    /// A full broker list (a Metadata response) was seen: a failed broker
+    /// it no longer names stops counting against readiness.
+    fn listed(&self, node_ids: &[i32]) {
+        let mut inner = self.lock();
+        let before = inner.failed.len();
+        inner.failed.retain(|id, _| node_ids.contains(id));
+        if inner.failed.len() != before {
+            info!(
+                forgotten = before - inner.failed.len(),
+                "brokers no longer in the cluster's list: their listener failures are forgotten"
+            );
+            crate::metrics::get()
+                .listeners_failing
+                .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
         if !valid_host(host) {
             return Err(refused(
+                "invalid-host",
                 node_id,
                 format!(
                     "broker {node_id} has an invalid host {:?}; not dialled",
@@ -285,14 +305,18 @@ impl BrokerMapper for Registry {
         }
         if let Err(why) = self.allow.check(host) {
             return Err(refused(
+                "allow-list",
                 node_id,
                 format!("broker {node_id} at {}:{port} is not dialled: {why}", clip(host)),
             ));
         }
-        let port16 = u16::try_from(port)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| refused(node_id, format!("broker {node_id} has invalid port {port}")))?;
+        let port16 = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+            refused(
+                "invalid-port",
+                node_id,
+                format!("broker {node_id} has invalid port {port}"),
+            )
+        })?;
         let upstream = HostPort::new(host, port16);
         let mut inner = self.lock();
         if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
@@ -316,6 +340,7 @@ impl BrokerMapper for Registry {
         }
         if inner.dynamic >= self.config.max_dynamic_listeners {
             return Err(refused(
+                "cap",
                 node_id,
                 format!(
                     "broker {node_id} at {upstream} gets no listener: max_dynamic_listeners ({}) reached",
