@@ -136,6 +136,25 @@ impl Registry {
         refused("bind", node_id, why)
     }
 
+    /// The upstream probe's broker list (from the bootstrap servers, the
+    /// cluster's own answer) no longer names these failed brokers: they stop
+    /// counting against readiness. Client connections' lists are not used,
+    /// since brokers can briefly disagree about membership.
+    pub fn forget_unlisted(&self, node_ids: &[i32]) {
+        let mut inner = self.lock();
+        let before = inner.failed.len();
+        inner.failed.retain(|id, _| node_ids.contains(id));
+        if inner.failed.len() != before {
+            info!(
+                forgotten = before - inner.failed.len(),
+                "brokers no longer in the cluster's list: their listener failures are forgotten"
+            );
+            crate::metrics::get()
+                .listeners_failing
+                .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Why kgate is not fully serving, if a broker has no listener.
     pub fn problem(&self) -> Option<String> {
         let inner = self.lock();
@@ -275,23 +294,6 @@ fn refused(cause: &str, node_id: i32, why: String) -> MapError {
 }
 
 impl BrokerMapper for Registry {
-    /// A full broker list (a Metadata response) was seen: a failed broker
-    /// it no longer names stops counting against readiness.
-    fn listed(&self, node_ids: &[i32]) {
-        let mut inner = self.lock();
-        let before = inner.failed.len();
-        inner.failed.retain(|id, _| node_ids.contains(id));
-        if inner.failed.len() != before {
-            info!(
-                forgotten = before - inner.failed.len(),
-                "brokers no longer in the cluster's list: their listener failures are forgotten"
-            );
-            crate::metrics::get()
-                .listeners_failing
-                .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
         if !valid_host(host) {
             return Err(refused(

@@ -466,6 +466,9 @@ class MetadataInjector:
 
     def set_extra(self, brokers: list[Broker]) -> None:
         self.extra = list(brokers)
+        # Only answers rewritten with this set count from now on (kgate's
+        # probe asks every few seconds, so an older v4 answer may linger).
+        self.last = {}
 
     async def _pump_requests(self, r, w, pending: dict):
         try:
