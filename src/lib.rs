@@ -149,7 +149,7 @@ async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListen
         match TcpListener::from_std(n.socket) {
             Ok(l) => {
                 metrics::get().listeners.fetch_add(1, Relaxed);
-                tasks.spawn(listener::accept_loop(s.clone(), l, n.target));
+                tasks.spawn(listener::accept_loop(s.clone(), l, n.target, n.proxy));
             }
             Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
         }
@@ -202,6 +202,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let _ = tx.send(NewListener {
         socket: boot,
         target: Target::Bootstrap,
+        proxy: config.proxy_protocol,
     });
     let upstreams: Vec<String> = config.bootstrap.iter().map(|b| b.to_string()).collect();
     info!(listener = %bootstrap, upstream = %upstreams.join(","), "bootstrap listener");

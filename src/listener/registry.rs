@@ -16,6 +16,7 @@ use tracing::{info, warn};
 pub struct NewListener {
     pub socket: StdListener,
     pub target: Target,
+    pub proxy: crate::config::ProxyMode,
 }
 
 /// A broker whose listener could not be created: retried with back-off,
@@ -91,6 +92,7 @@ impl Registry {
             let _ = spawn.send(NewListener {
                 socket,
                 target: Target::Broker(slot.clone()),
+                proxy: s.proxy_protocol.unwrap_or(config.proxy_protocol),
             });
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
@@ -206,6 +208,7 @@ impl Registry {
             .send(NewListener {
                 socket,
                 target: Target::Broker(slot.clone()),
+                proxy: c.proxy_protocol,
             })
             .map_err(|_| MapError("kgate is shutting down".into()))?;
         Ok(slot)
