@@ -277,25 +277,10 @@ fn refused(cause: &str, node_id: i32, why: String) -> MapError {
     MapError(why)
 }
 
-impl BrokerMapper for Registry {
-    /// A full broker list (a Metadata response) was seen: a failed broker
-    /// it no longer names stops counting against readiness.
-    fn listed(&self, node_ids: &[i32]) {
-        let mut inner = self.lock();
-        let before = inner.failed.len();
-        inner.failed.retain(|id, _| node_ids.contains(id));
-        if inner.failed.len() != before {
-            info!(
-                forgotten = before - inner.failed.len(),
-                "brokers no longer in the cluster's list: their listener failures are forgotten"
-            );
-            crate::metrics::get()
-                .listeners_failing
-                .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+impl Registry {
+    /// The checks every broker address from the cluster passes before
+    /// kgate would dial it: a valid host, the upstream allow-list, a port.
+    pub fn check_upstream(&self, node_id: i32, host: &str, port: i32) -> Result<HostPort, MapError> {
         if !valid_host(host) {
             return Err(refused(
                 "invalid-host",
@@ -320,7 +305,30 @@ impl BrokerMapper for Registry {
                 format!("broker {node_id} has invalid port {port}"),
             )
         })?;
-        let upstream = HostPort::new(host, port16);
+        Ok(HostPort::new(host, port16))
+    }
+}
+
+impl BrokerMapper for Registry {
+    /// A full broker list (a Metadata response) was seen: a failed broker
+    /// it no longer names stops counting against readiness.
+    fn listed(&self, node_ids: &[i32]) {
+        let mut inner = self.lock();
+        let before = inner.failed.len();
+        inner.failed.retain(|id, _| node_ids.contains(id));
+        if inner.failed.len() != before {
+            info!(
+                forgotten = before - inner.failed.len(),
+                "brokers no longer in the cluster's list: their listener failures are forgotten"
+            );
+            crate::metrics::get()
+                .listeners_failing
+                .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+        let upstream = self.check_upstream(node_id, host, port)?;
         let mut inner = self.lock();
         if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
             inner.by_node.entry(node_id).or_insert_with(|| slot.clone());
