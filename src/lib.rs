@@ -127,7 +127,8 @@ fn start_sni(
     for w in tls::names::check_sni_names(&d.cert_file, sni).map_err(|e| format!("[sni]: {e}"))? {
         warn!("{w}");
     }
-    let socket = bind(&sni.listen).map_err(|e| format!("cannot bind the SNI listener on {}: {e}", sni.listen))?;
+    let socket =
+        bind(&sni.listen).map_err(|e| format!("cannot bind the SNI listener on {}: {e}", sni.listen))?;
     let router = listener::sni::SniRouter::new(
         sni.clone(),
         shared.config.max_dynamic_listeners,

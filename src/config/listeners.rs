@@ -48,9 +48,9 @@ pub struct BrokerPattern {
 impl BrokerPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim().to_ascii_lowercase();
-        let (prefix, suffix) = s
-            .split_once("{node_id}")
-            .ok_or_else(|| format!("`{s}` has no `{{node_id}}`; expected e.g. b-{{node_id}}.kafka.example.internal"))?;
+        let (prefix, suffix) = s.split_once("{node_id}").ok_or_else(|| {
+            format!("`{s}` has no `{{node_id}}`; expected e.g. b-{{node_id}}.kafka.example.internal")
+        })?;
         if suffix.contains("{node_id}") {
             return Err(format!("`{s}` has `{{node_id}}` twice; expected it once"));
         }
@@ -96,7 +96,10 @@ pub fn dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -114,7 +117,9 @@ pub struct FileSni {
 pub fn sni(f: FileSni, tls: bool) -> Result<Option<SniConfig>, String> {
     let Some(listen) = f.listen else {
         if f.bootstrap_name.is_some() || f.broker_pattern.is_some() {
-            return Err("key `sni.listen`: missing; expected host:port for the one SNI-routed TLS port".into());
+            return Err(
+                "key `sni.listen`: missing; expected host:port for the one SNI-routed TLS port".into(),
+            );
         }
         return Ok(None);
     };
@@ -128,7 +133,9 @@ pub fn sni(f: FileSni, tls: bool) -> Result<Option<SniConfig>, String> {
         .trim()
         .to_ascii_lowercase();
     if !dns_name(&bootstrap_name) {
-        return Err(format!("key `sni.bootstrap_name`: `{bootstrap_name}` is not a DNS name"));
+        return Err(format!(
+            "key `sni.bootstrap_name`: `{bootstrap_name}` is not a DNS name"
+        ));
     }
     let pattern = BrokerPattern::parse(
         &f.broker_pattern
@@ -178,8 +185,14 @@ mod tests {
         assert_eq!(p.name(3), "b-3.kafka.example.internal");
         assert_eq!(p.node_id("B-3.Kafka.example.internal"), Some(3));
         assert_eq!(p.node_id("b-111.kafka.example.internal"), Some(111));
-        for n in ["b-.kafka.example.internal", "b-03.kafka.example.internal", "b-x.kafka.example.internal",
-            "b-1.kafka.example.internal.evil", "b-99999999999.kafka.example.internal", "b--1.kafka.example.internal"] {
+        for n in [
+            "b-.kafka.example.internal",
+            "b-03.kafka.example.internal",
+            "b-x.kafka.example.internal",
+            "b-1.kafka.example.internal.evil",
+            "b-99999999999.kafka.example.internal",
+            "b--1.kafka.example.internal",
+        ] {
             assert_eq!(p.node_id(n), None, "{n}");
         }
         assert!(BrokerPattern::parse("b-1.kafka").is_err());

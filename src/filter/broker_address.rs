@@ -71,10 +71,10 @@ impl Filter for BrokerAddress {
     ) -> Result<Option<BytesMut>, FilterError> {
         let mapper = conn.broker_mapper().unwrap_or(self.mapper.as_ref());
         let out = rewrite_fetch_tail(tail, mapper).map_err(|e| FilterError::MalformedResponse {
-                api_key: h.api_key,
-                api_version: h.api_version,
-                cause: e.to_string(),
-            })?;
+            api_key: h.api_key,
+            api_version: h.api_version,
+            cause: e.to_string(),
+        })?;
         if out.is_some() {
             metrics::get().address_rewrites.add("fetch", 1);
         }

@@ -10,12 +10,12 @@ pub mod sni;
 use crate::metrics;
 use crate::session::target::Target;
 use crate::Shared;
+use proxy_protocol::{HeaderError, Mode as ProxyMode};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use proxy_protocol::{HeaderError, Mode as ProxyMode};
-use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
@@ -97,7 +97,16 @@ async fn proxied(
     match proxy_protocol::read_header(sock, mode, shared.config.first_request_timeout).await {
         Ok(Some(h)) => {
             let client = h.source.unwrap_or(peer);
-            m.add(if h.source.is_none() { "local" } else if h.version == 1 { "v1" } else { "v2" }, 1);
+            m.add(
+                if h.source.is_none() {
+                    "local"
+                } else if h.version == 1 {
+                    "v1"
+                } else {
+                    "v2"
+                },
+                1,
+            );
             debug!(listener = %target.label(), proxy = %peer, %client, version = h.version, vpce = ?h.aws_vpce_id, "PROXY protocol header");
             Some(client)
         }

@@ -67,10 +67,18 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Malformed> {
         return Ok(Parsed::Incomplete);
     }
     if V2_SIG.starts_with(&buf[..n.min(12)]) {
-        return if n < 12 { Ok(Parsed::Incomplete) } else { parse_v2(buf) };
+        return if n < 12 {
+            Ok(Parsed::Incomplete)
+        } else {
+            parse_v2(buf)
+        };
     }
     if V1_SIG.starts_with(&buf[..n.min(6)]) {
-        return if n < 6 { Ok(Parsed::Incomplete) } else { parse_v1(buf) };
+        return if n < 6 {
+            Ok(Parsed::Incomplete)
+        } else {
+            parse_v1(buf)
+        };
     }
     Ok(Parsed::Absent)
 }
@@ -84,13 +92,18 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, Malformed> {
             Ok(Parsed::Incomplete)
         };
     };
-    let line = std::str::from_utf8(&window[6..end]).map_err(|_| Malformed("v1 header is not ASCII".into()))?;
+    let line =
+        std::str::from_utf8(&window[6..end]).map_err(|_| Malformed("v1 header is not ASCII".into()))?;
     let parts: Vec<&str> = line.split(' ').collect();
     let source = match parts.as_slice() {
         ["UNKNOWN", ..] => None,
         [proto @ ("TCP4" | "TCP6"), src, dst, sport, dport] => {
-            let ip: IpAddr = src.parse().map_err(|_| Malformed(format!("v1 source address {src:?}")))?;
-            let dip: IpAddr = dst.parse().map_err(|_| Malformed(format!("v1 destination address {dst:?}")))?;
+            let ip: IpAddr = src
+                .parse()
+                .map_err(|_| Malformed(format!("v1 source address {src:?}")))?;
+            let dip: IpAddr = dst
+                .parse()
+                .map_err(|_| Malformed(format!("v1 destination address {dst:?}")))?;
             let want_v4 = *proto == "TCP4";
             if ip.is_ipv4() != want_v4 || dip.is_ipv4() != want_v4 {
                 return bad(format!("v1 {proto} header with an address of the other family"));
@@ -99,7 +112,12 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, Malformed> {
             v1_port(dport)?;
             Some(SocketAddr::new(ip, port))
         }
-        _ => return bad(format!("v1 header {:?}: expected TCP4/TCP6 SRC DST SPORT DPORT or UNKNOWN", line)),
+        _ => {
+            return bad(format!(
+                "v1 header {:?}: expected TCP4/TCP6 SRC DST SPORT DPORT or UNKNOWN",
+                line
+            ))
+        }
     };
     Ok(Parsed::Done(Header {
         len: end + 2,
@@ -111,7 +129,11 @@ fn parse_v1(buf: &[u8]) -> Result<Parsed, Malformed> {
 
 fn v1_port(s: &str) -> Result<u16, Malformed> {
     // The spec forbids leading zeros and signs; u16's parser accepts '+'.
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0')) {
+    if s.is_empty()
+        || s.len() > 5
+        || !s.bytes().all(|b| b.is_ascii_digit())
+        || (s.len() > 1 && s.starts_with('0'))
+    {
         return bad(format!("v1 port {s:?}"));
     }
     s.parse().map_err(|_| Malformed(format!("v1 port {s:?}")))
@@ -133,7 +155,9 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, Malformed> {
     let fam = buf[13];
     let len = u16::from_be_bytes([buf[14], buf[15]]) as usize;
     if len > V2_MAX_PAYLOAD {
-        return bad(format!("v2 header claims {len} bytes of addresses and TLVs; at most {V2_MAX_PAYLOAD} accepted"));
+        return bad(format!(
+            "v2 header claims {len} bytes of addresses and TLVs; at most {V2_MAX_PAYLOAD} accepted"
+        ));
     }
     if buf.len() < V2_FIXED + len {
         return Ok(Parsed::Incomplete);
@@ -142,16 +166,26 @@ fn parse_v2(buf: &[u8]) -> Result<Parsed, Malformed> {
     let (addr_len, source) = match fam {
         0x00 => (0, None),
         0x11 | 0x12 => {
-            let a = body.get(..12).ok_or_else(|| Malformed("v2 IPv4 block shorter than 12 bytes".into()))?;
+            let a = body
+                .get(..12)
+                .ok_or_else(|| Malformed("v2 IPv4 block shorter than 12 bytes".into()))?;
             let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
-            (12, Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]]))))
+            (
+                12,
+                Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[8], a[9]]))),
+            )
         }
         0x21 | 0x22 => {
-            let a = body.get(..36).ok_or_else(|| Malformed("v2 IPv6 block shorter than 36 bytes".into()))?;
+            let a = body
+                .get(..36)
+                .ok_or_else(|| Malformed("v2 IPv6 block shorter than 36 bytes".into()))?;
             let mut o = [0u8; 16];
             o.copy_from_slice(&a[..16]);
             let ip = Ipv6Addr::from(o);
-            (36, Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[32], a[33]]))))
+            (
+                36,
+                Some(SocketAddr::new(ip.into(), u16::from_be_bytes([a[32], a[33]]))),
+            )
         }
         0x31 | 0x32 => {
             if body.len() < 216 {
@@ -240,7 +274,9 @@ async fn peek_header(sock: &TcpStream) -> Result<Option<Header>, HeaderError> {
         match parse(&buf[..n])? {
             Parsed::Done(h) => return Ok(Some(h)),
             Parsed::Absent => return Ok(None),
-            Parsed::Incomplete if n == buf.len() => return Err(Malformed("header longer than the bound".into()).into()),
+            Parsed::Incomplete if n == buf.len() => {
+                return Err(Malformed("header longer than the bound".into()).into())
+            }
             // peek returns at once while old bytes wait: pause for more.
             Parsed::Incomplete if n == seen => tokio::time::sleep(Duration::from_millis(2)).await,
             Parsed::Incomplete => seen = n,

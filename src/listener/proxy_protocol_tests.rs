@@ -131,7 +131,9 @@ async fn read_header_consumes_exactly_the_header() {
     let mut c = TcpStream::connect(addr).await.unwrap();
     let (mut s, _) = l.accept().await.unwrap();
     // Sent in two pieces: the reader must wait for the rest.
-    c.write_all(b"PROXY TCP4 198.51.100.4 10.0.0.1 40000 ").await.unwrap();
+    c.write_all(b"PROXY TCP4 198.51.100.4 10.0.0.1 40000 ")
+        .await
+        .unwrap();
     let t = tokio::spawn(async move {
         let h = read_header(&mut s, Mode::Required, Duration::from_secs(5)).await;
         let mut rest = [0u8; 4];
@@ -148,7 +150,10 @@ async fn read_header_consumes_exactly_the_header() {
     let mut c = TcpStream::connect(addr).await.unwrap();
     let (mut s, _) = l.accept().await.unwrap();
     c.write_all(&[0, 0, 0, 5]).await.unwrap();
-    assert!(read_header(&mut s, Mode::Optional, Duration::from_secs(5)).await.unwrap().is_none());
+    assert!(read_header(&mut s, Mode::Optional, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .is_none());
     let mut first = [0u8; 4];
     s.read_exact(&mut first).await.unwrap();
     assert_eq!(first, [0, 0, 0, 5]);
@@ -157,13 +162,17 @@ async fn read_header_consumes_exactly_the_header() {
     let mut c = TcpStream::connect(addr).await.unwrap();
     let (mut s, _) = l.accept().await.unwrap();
     c.write_all(&[0, 0, 0, 5]).await.unwrap();
-    let e = read_header(&mut s, Mode::Required, Duration::from_secs(5)).await.unwrap_err();
+    let e = read_header(&mut s, Mode::Required, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert!(matches!(e, HeaderError::Missing), "{e}");
 
     // A stalled header times out.
     let mut c = TcpStream::connect(addr).await.unwrap();
     let (mut s, _) = l.accept().await.unwrap();
     c.write_all(b"PROXY TCP4").await.unwrap();
-    let e = read_header(&mut s, Mode::Optional, Duration::from_millis(100)).await.unwrap_err();
+    let e = read_header(&mut s, Mode::Optional, Duration::from_millis(100))
+        .await
+        .unwrap_err();
     assert!(matches!(e, HeaderError::Timeout(_)), "{e}");
 }

@@ -71,7 +71,9 @@ impl BrokerMapper for SniRouter {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
         let upstream = self.registry.check_upstream(node_id, host, port)?;
         if node_id < 0 {
-            return Err(MapError(format!("broker {node_id}: a negative node id has no SNI name")));
+            return Err(MapError(format!(
+                "broker {node_id}: a negative node id has no SNI name"
+            )));
         }
         let mut by_node = self.lock();
         if let Some(s) = by_node.get(&node_id) {

@@ -93,7 +93,11 @@ async fn accept_tls(shared: &Shared, client: TcpStream, ctx: &Context) -> Result
                 .await
                 .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
                 .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?;
-            let kind = if matches!(routed, Target::Bootstrap) { "bootstrap" } else { "broker" };
+            let kind = if matches!(routed, Target::Bootstrap) {
+                "bootstrap"
+            } else {
+                "broker"
+            };
             crate::metrics::get().sni_routes.add(kind, 1);
             ctx.set_routed(routed);
             (s, identity)

@@ -35,9 +35,10 @@ pub fn check_sni_names(cert_file: &Path, sni: &SniConfig) -> Result<Vec<String>,
     // A wildcard covers the pattern when the node id sits in the first
     // label: any id then matches the same `*.rest`.
     let wildcard = !p.prefix.contains('.')
-        && [1, 2_000_000_000]
-            .iter()
-            .all(|n| sans.iter().any(|s| s.starts_with("*.") && san_matches(s, &p.name(*n))));
+        && [1, 2_000_000_000].iter().all(|n| {
+            sans.iter()
+                .any(|s| s.starts_with("*.") && san_matches(s, &p.name(*n)))
+        });
     let mut warnings = Vec::new();
     if !wildcard {
         let mut ids: Vec<i32> = sans.iter().filter_map(|s| p.node_id(s)).collect();
@@ -67,11 +68,26 @@ mod tests {
 
     #[test]
     fn wildcards_cover_one_label() {
-        assert!(san_matches("*.kafka.example.internal", "b-1.kafka.example.internal"));
-        assert!(san_matches("*.Kafka.example.internal", "B-1.kafka.example.internal"));
-        assert!(!san_matches("*.kafka.example.internal", "x.b-1.kafka.example.internal"));
+        assert!(san_matches(
+            "*.kafka.example.internal",
+            "b-1.kafka.example.internal"
+        ));
+        assert!(san_matches(
+            "*.Kafka.example.internal",
+            "B-1.kafka.example.internal"
+        ));
+        assert!(!san_matches(
+            "*.kafka.example.internal",
+            "x.b-1.kafka.example.internal"
+        ));
         assert!(!san_matches("*.kafka.example.internal", "kafka.example.internal"));
-        assert!(san_matches("bootstrap.kafka.example.internal", "bootstrap.kafka.example.internal"));
-        assert!(!san_matches("bootstrap.kafka.example.internal", "b-1.kafka.example.internal"));
+        assert!(san_matches(
+            "bootstrap.kafka.example.internal",
+            "bootstrap.kafka.example.internal"
+        ));
+        assert!(!san_matches(
+            "bootstrap.kafka.example.internal",
+            "b-1.kafka.example.internal"
+        ));
     }
 }
