@@ -29,7 +29,7 @@ import uuid
 
 import pytest
 
-from harness import LOOPBACK, Proc, Seen, Upstream, poll_until, run_dir, stop_kgate, wait_for_port
+from harness import LOOPBACK, Proc, Seen, Upstream, kgate_bin, poll_until, run_dir, stop_kgate, wait_for_port
 from scenarios import (
     KEYS,
     RdkafkaLog,
@@ -41,6 +41,7 @@ from scenarios import (
     rdkafka_produce,
 )
 from test_librdkafka_mock import mock_cluster  # noqa: F401 - fixture used by name
+from test_sasl_iam import cluster  # noqa: F401 - fixture used by name (tansu behind the IAM front)
 from tls_support import (  # noqa: F401 - fixtures are used by name
     Pki,
     TlsBroker,
@@ -354,3 +355,46 @@ def test_required_refuses_a_direct_client(behind_haproxy, pki: Pki) -> None:
     line = wait_for_log(kg.proc, r"PROXY protocol.*required", 5, since=mark)
     assert f"{local[0]}:{local[1]}" in line, line
     assert metric(admin, "kgate_proxy_protocol_total", 'result="missing"') >= before + 1
+
+
+# ==========================================================================
+# SNI routing with an upstream SASL/IAM front: re-authentication still works
+# ==========================================================================
+
+
+def test_sni_with_upstream_iam_reauthenticates(cluster, hosts,  # noqa: F811
+                                                sni_cert, pki: Pki) -> None:
+    """librdkafka through the SNI port; kgate signs AWS_MSK_IAM toward the
+    front, which grants 3-second sessions and closes expired ones: over
+    about four lifetimes every record arrives once, no client sees a
+    disconnect, and the front counts re-authentications."""
+    from test_sasl_iam import ASIA, REGION, assert_rdkafka_clean, clean_env, env_creds, front_clean, rdkafka_soak, register
+    from tls_support import to_toml
+
+    sasl_cluster = cluster
+    front = sasl_cluster.front
+    front.close_all()
+    front.reset_stats()
+    register(front, ASIA)
+    port = free_port_on(LOOPBACK)
+    pb = free_port_on(LOOPBACK)
+    cfg = run_dir() / "kgate-sni-iam.toml"
+    cfg.write_text(to_toml({
+        "bootstrap": [sasl_cluster.bootstrap],
+        "port_base": pb,
+        "admin_listen": "off",
+        "downstream_tls": downstream(sni_cert),
+        "sni": sni_section(port),
+        "upstream_sasl": {"mechanism": "AWS_MSK_IAM", "region": REGION},
+    }))
+    proc = Proc("kgate-sni-iam", [str(kgate_bin()), "run", "--config", str(cfg)], env=clean_env(env_creds(ASIA)))
+    try:
+        wait_for_port(port, 30, proc)
+        r = rdkafka_soak(f"{BOOT}:{port}", 12, 100, extra=rdk_ssl(pki), name="sni-iam")
+        assert_rdkafka_clean(r, "SNI + IAM")
+        st = front_clean(sasl_cluster, min_reauths=3, min_conn_reauths=2)
+        assert set(st["by_mechanism"]) == {"AWS_MSK_IAM"}
+        assert "sni=b-111." + DOMAIN in proc.log_text(), "no connection routed by the broker's name"
+    finally:
+        proc.stop()
+        assert "panicked at" not in proc.log_text()
