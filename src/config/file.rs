@@ -163,7 +163,8 @@ pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Con
     .overlay(o.ops);
     ops.apply(&mut c).map_err(err)?;
     if let Some(m) = o.proxy_protocol.take().or(file.proxy_protocol.take()) {
-        c.proxy_protocol = super::ProxyMode::parse(&m).map_err(|e| err(format!("key `proxy_protocol`: {e}")))?;
+        c.proxy_protocol =
+            super::ProxyMode::parse(&m).map_err(|e| err(format!("key `proxy_protocol`: {e}")))?;
     }
     c.sni = super::listeners::sni(std::mem::take(&mut file.sni), c.downstream_tls.is_some()).map_err(err)?;
     if c.downstream_tls.is_none() {
