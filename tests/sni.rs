@@ -416,5 +416,42 @@ fn sni_without_tls_is_refused_by_the_config() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("plaintext carries no server name"), "{err}");
-    let _ = HostPort::new("x", 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_routes_through_dial_mapping() {
+    let pki = pki(&[BOOT, "*.kafka.example.internal"]);
+    let cluster = MockCluster::start().await;
+    let port = free_port_base(1);
+    let mut c = config(&cluster, pki.path(), port);
+    // PrivateLink: the bootstrap's name does not resolve; the mapping
+    // dials broker 1's real address, and broker 2 too.
+    let fake = HostPort::new("broker-one.invalid", 9092);
+    c.bootstrap = vec![fake.clone()];
+    c.dial.push(kgate::config::DialMapping {
+        broker: fake,
+        connect: hp(cluster.addr(1)),
+    });
+    let kg = start_with(c).await;
+    let mut boot = tls(pki.path(), port, BOOT).await.unwrap();
+    let m: MetadataResponse = tcall(
+        &mut boot,
+        ApiKey::Metadata,
+        12,
+        1,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .await;
+    assert_eq!(m.brokers.len(), 3);
+    for b in &m.brokers {
+        assert_eq!(pattern_name("metadata", &b.host, b.port, port), b.node_id.0);
+    }
+    let leader = m.topics[0].partitions[0].leader_id.0;
+    let partition = m.topics[0].partitions[0].partition_index;
+    let mut s = tls(pki.path(), port, &format!("b-{leader}{SUFFIX}"))
+        .await
+        .unwrap();
+    let r: ProduceResponse = tcall(&mut s, ApiKey::Produce, 11, 2, &produce(partition)).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    kg.stop();
 }
