@@ -345,7 +345,8 @@ async fn proxy_protocol_on_the_sni_port_and_required_refuses_direct_clients() {
     if let Some(s) = c.sni.as_mut() {
         s.proxy_protocol = kgate::config::ProxyMode::Required;
     }
-    c.max_connections_per_client = None;
+    // Counted by the header's address, not the proxy's.
+    c.max_connections_per_client = Some(1);
     let kg = start_with(c).await;
     let m = &kgate::metrics::get().proxy_protocol;
     let before = m.get(&"v2");
@@ -369,6 +370,26 @@ async fn proxy_protocol_on_the_sni_port_and_required_refuses_direct_clients() {
         .expect("TLS after a v1 header");
     let _: ApiVersionsResponse =
         tcall(&mut t, ApiKey::ApiVersions, 3, 1, &ApiVersionsRequest::default()).await;
+    // Both connections above stay open: their header addresses differ,
+    // although both sockets come from 127.0.0.1. A second connection with
+    // the first one's address is over max_connections_per_client.
+    let refused_before = kgate::metrics::get()
+        .per_client_refused
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut again = TcpStream::connect(kg.bootstrap).await.unwrap();
+    again
+        .write_all(&v2_header([198, 51, 100, 7], 40002))
+        .await
+        .unwrap();
+    assert!(
+        tls_over(pki.path(), again, BOOT).await.is_err(),
+        "per-client limit by header address"
+    );
+    let refused_after = kgate::metrics::get()
+        .per_client_refused
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(refused_after > refused_before);
+    drop(t);
     // A direct client is refused before TLS.
     assert!(
         tls(pki.path(), boot, BOOT).await.is_err(),

@@ -49,24 +49,30 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Tar
                     drop(sock);
                     continue;
                 }
-                let Some(per_client) = shared
-                    .clients
-                    .enter(peer.ip(), shared.config.max_connections_per_client)
-                else {
-                    stats.refused.fetch_add(1, Relaxed);
-                    metrics::get().per_client_refused.fetch_add(1, Relaxed);
-                    debug!(listener = %label, client = %peer, "connection refused: max_connections_per_client reached");
-                    continue;
+                // Without PROXY protocol the socket's peer is the client:
+                // refuse at once, before the connection counts anywhere.
+                let early = if proxy == ProxyMode::Off {
+                    let Some(e) = per_client(&shared, &stats, &target, peer) else {
+                        continue;
+                    };
+                    Some(e)
+                } else {
+                    None
                 };
-                let guard = (ConnGuard::new(&shared, &here), per_client);
+                let guard = ConnGuard::new(&shared, &here);
                 let _ = sock.set_nodelay(true);
-                let (shared, target) = (shared.clone(), target.clone());
+                let (shared, target, stats) = (shared.clone(), target.clone(), stats.clone());
                 tokio::spawn(async move {
                     let mut sock = sock;
                     let Some(client) = proxied(&shared, &mut sock, peer, proxy, &target).await else {
                         return;
                     };
-                    crate::session::run(shared, sock, client, target, guard).await
+                    // Behind a load balancer the socket's peer is the
+                    // balancer: count by the header's client instead.
+                    let Some(entered) = early.or_else(|| per_client(&shared, &stats, &target, client)) else {
+                        return;
+                    };
+                    crate::session::run(shared, sock, client, target, (guard, entered)).await
                 });
             }
             Err(e) => {
@@ -78,6 +84,24 @@ pub async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, target: Tar
             }
         }
     }
+}
+
+/// Enters `client` into max_connections_per_client; `None`: refused.
+fn per_client(
+    shared: &Shared,
+    stats: &metrics::ListenerStats,
+    target: &Target,
+    client: SocketAddr,
+) -> Option<per_client::Entered> {
+    let e = shared
+        .clients
+        .enter(client.ip(), shared.config.max_connections_per_client);
+    if e.is_none() {
+        stats.refused.fetch_add(1, Relaxed);
+        metrics::get().per_client_refused.fetch_add(1, Relaxed);
+        debug!(listener = %target.label(), %client, "connection refused: max_connections_per_client reached");
+    }
+    e
 }
 
 /// The original client's address: from the PROXY protocol header when
