@@ -135,3 +135,67 @@ impl SniRoutes for SniRouter {
         &self.config.listen
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BrokerPattern, Config, ProxyMode};
+
+    fn router(max: usize) -> Arc<SniRouter> {
+        let mut c = Config::with_bootstrap(vec![HostPort::new("127.0.0.1", 9092)]);
+        c.upstream_hosts = Some(vec!["*".into()]);
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let registry = Arc::new(Registry::new(Arc::new(c), tx).unwrap());
+        let sni = SniConfig {
+            listen: HostPort::new("127.0.0.1", 29092),
+            bootstrap_name: "boot.k.internal".into(),
+            pattern: BrokerPattern::parse("b-{node_id}.k.internal").unwrap(),
+            advertised_port: 9094,
+            proxy_protocol: ProxyMode::Off,
+        };
+        SniRouter::new(sni, max, registry)
+    }
+
+    fn upstream_of(t: Target) -> HostPort {
+        match t {
+            Target::Broker(s) => s.upstream(),
+            other => panic!("expected a broker, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_route_learned_brokers_and_nothing_else() {
+        let r = router(2);
+        assert!(matches!(
+            r.resolve(Some("BOOT.k.internal")),
+            Ok(Target::Bootstrap)
+        ));
+        let e = r.resolve(Some("b-5.k.internal")).unwrap_err();
+        assert!(e.contains("not known yet"), "{e}");
+        let a = r.advertise(5, "10.0.0.5", 9098).unwrap();
+        assert_eq!((&*a.host, a.port), ("b-5.k.internal", 9094));
+        assert_eq!(
+            upstream_of(r.resolve(Some("b-5.k.internal")).unwrap()),
+            HostPort::new("10.0.0.5", 9098)
+        );
+        // A broker that moves keeps its name; the route follows it.
+        r.advertise(5, "10.0.0.55", 9098).unwrap();
+        assert_eq!(
+            upstream_of(r.resolve(Some("b-5.k.internal")).unwrap()),
+            HostPort::new("10.0.0.55", 9098)
+        );
+        for bad in [
+            None,
+            Some("evil.example.com"),
+            Some("b-5.k.internal.evil"),
+            Some("10.0.0.5"),
+        ] {
+            assert!(r.resolve(bad).is_err(), "{bad:?} routed");
+        }
+        assert!(r.advertise(-1, "10.0.0.9", 9098).is_err());
+        assert!(r.advertise(6, "", 9098).is_err(), "invalid host");
+        r.advertise(6, "10.0.0.6", 9098).unwrap();
+        let e = r.advertise(7, "10.0.0.7", 9098).unwrap_err();
+        assert!(e.0.contains("max_dynamic_listeners"), "{}", e.0);
+    }
+}
