@@ -112,6 +112,37 @@ impl Running {
     }
 }
 
+/// The one SNI-routed TLS port, after checking the certificate covers
+/// its names.
+fn start_sni(
+    sni: &config::SniConfig,
+    shared: &Arc<Shared>,
+    tx: &mpsc::UnboundedSender<NewListener>,
+) -> Result<(), String> {
+    let d = shared
+        .config
+        .downstream_tls
+        .as_ref()
+        .ok_or("[sni] needs [downstream_tls]: plaintext carries no server name")?;
+    for w in tls::names::check_sni_names(&d.cert_file, sni).map_err(|e| format!("[sni]: {e}"))? {
+        warn!("{w}");
+    }
+    let socket =
+        bind(&sni.listen).map_err(|e| format!("cannot bind the SNI listener on {}: {e}", sni.listen))?;
+    let router = listener::sni::SniRouter::new(
+        sni.clone(),
+        shared.config.max_dynamic_listeners,
+        shared.registry.clone(),
+    );
+    info!(listener = %sni.listen, routes = %router.describe(), "SNI listener");
+    let _ = tx.send(NewListener {
+        socket,
+        target: Target::Sni(router),
+        proxy: sni.proxy_protocol,
+    });
+    Ok(())
+}
+
 /// kgate's own SASL toward the brokers, if configured.
 async fn authenticator(config: &Config) -> Option<Arc<upstream::sasl::Authenticator>> {
     match &config.upstream_sasl {
@@ -149,7 +180,7 @@ async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListen
         match TcpListener::from_std(n.socket) {
             Ok(l) => {
                 metrics::get().listeners.fetch_add(1, Relaxed);
-                tasks.spawn(listener::accept_loop(s.clone(), l, n.target));
+                tasks.spawn(listener::accept_loop(s.clone(), l, n.target, n.proxy));
             }
             Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
         }
@@ -202,7 +233,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let _ = tx.send(NewListener {
         socket: boot,
         target: Target::Bootstrap,
+        proxy: config.proxy_protocol,
     });
+    if let Some(sni) = &config.sni {
+        start_sni(sni, &shared, &tx)?;
+    }
     let upstreams: Vec<String> = config.bootstrap.iter().map(|b| b.to_string()).collect();
     info!(listener = %bootstrap, upstream = %upstreams.join(","), "bootstrap listener");
     let admin_task = admin

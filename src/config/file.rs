@@ -51,6 +51,9 @@ pub struct FileConfig {
     pub downstream_tls: FileDownstreamTls,
     #[serde(default)]
     pub upstream_sasl: FileSasl,
+    pub proxy_protocol: Option<String>,
+    #[serde(default)]
+    pub sni: super::listeners::FileSni,
 }
 
 #[derive(Debug, Deserialize)]
@@ -60,6 +63,7 @@ pub struct FileStatic {
     pub bind: String,
     pub advertised: Option<String>,
     pub tls: Option<bool>,
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +117,7 @@ pub struct Overrides {
     pub downstream_tls: FileDownstreamTls,
     pub upstream_sasl: FileSasl,
     pub ops: super::ops::OpsOverrides,
+    pub proxy_protocol: Option<String>,
 }
 
 fn hp(key: &str, v: &str) -> Result<HostPort, String> {
@@ -157,6 +162,11 @@ pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Con
     }
     .overlay(o.ops);
     ops.apply(&mut c).map_err(err)?;
+    if let Some(m) = o.proxy_protocol.take().or(file.proxy_protocol.take()) {
+        c.proxy_protocol =
+            super::ProxyMode::parse(&m).map_err(|e| err(format!("key `proxy_protocol`: {e}")))?;
+    }
+    c.sni = super::listeners::sni(std::mem::take(&mut file.sni), c.downstream_tls.is_some()).map_err(err)?;
     if c.downstream_tls.is_none() {
         if let Some(i) = c.static_listeners.iter().position(|s| s.tls == Some(true)) {
             return Err(err(format!(
@@ -212,6 +222,12 @@ fn listeners(c: &mut Config, file: &mut FileConfig, o: &mut Overrides) -> Result
             bind,
             advertised,
             tls: s.tls,
+            proxy_protocol: s
+                .proxy_protocol
+                .as_deref()
+                .map(super::ProxyMode::parse)
+                .transpose()
+                .map_err(|e| format!("key `{}`: {e}", k("proxy_protocol")))?,
         });
     }
     Ok(())
@@ -331,12 +347,14 @@ fn parse_static_flag(s: &str) -> Result<FileStatic, String> {
             bind: b.to_string(),
             advertised: None,
             tls: None,
+            proxy_protocol: None,
         }),
         [u, b, a] => Ok(FileStatic {
             upstream: u.to_string(),
             bind: b.to_string(),
             advertised: Some(a.to_string()),
             tls: None,
+            proxy_protocol: None,
         }),
         _ => Err(format!(
             "--static-listener `{s}`: expected UPSTREAM_HOST:PORT=BIND_HOST:PORT[=ADVERTISED_HOST:PORT]"

@@ -42,14 +42,15 @@ impl Filter for BrokerAddress {
 
     fn on_response(
         &self,
-        _conn: &dyn Conn,
+        conn: &dyn Conn,
         h: &RequestHeader,
         frame: &[u8],
     ) -> Result<Option<BytesMut>, FilterError> {
         let ResponseAction::Rewrite(kind) = response_action(h.api_key, h.api_version) else {
             return Ok(None);
         };
-        let out = rewrite(kind, frame, h.api_key, h.api_version, self.mapper.as_ref()).map_err(|e| {
+        let mapper = conn.broker_mapper().unwrap_or(self.mapper.as_ref());
+        let out = rewrite(kind, frame, h.api_key, h.api_version, mapper).map_err(|e| {
             FilterError::MalformedResponse {
                 api_key: h.api_key,
                 api_version: h.api_version,
@@ -64,16 +65,16 @@ impl Filter for BrokerAddress {
 
     fn on_response_tail(
         &self,
-        _conn: &dyn Conn,
+        conn: &dyn Conn,
         h: &RequestHeader,
         tail: &[u8],
     ) -> Result<Option<BytesMut>, FilterError> {
-        let out =
-            rewrite_fetch_tail(tail, self.mapper.as_ref()).map_err(|e| FilterError::MalformedResponse {
-                api_key: h.api_key,
-                api_version: h.api_version,
-                cause: e.to_string(),
-            })?;
+        let mapper = conn.broker_mapper().unwrap_or(self.mapper.as_ref());
+        let out = rewrite_fetch_tail(tail, mapper).map_err(|e| FilterError::MalformedResponse {
+            api_key: h.api_key,
+            api_version: h.api_version,
+            cause: e.to_string(),
+        })?;
         if out.is_some() {
             metrics::get().address_rewrites.add("fetch", 1);
         }

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 pub struct NewListener {
     pub socket: StdListener,
     pub target: Target,
+    pub proxy: crate::config::ProxyMode,
 }
 
 /// A broker whose listener could not be created: retried with back-off,
@@ -91,6 +92,7 @@ impl Registry {
             let _ = spawn.send(NewListener {
                 socket,
                 target: Target::Broker(slot.clone()),
+                proxy: s.proxy_protocol.unwrap_or(config.proxy_protocol),
             });
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
@@ -225,6 +227,7 @@ impl Registry {
             .send(NewListener {
                 socket,
                 target: Target::Broker(slot.clone()),
+                proxy: c.proxy_protocol,
             })
             .map_err(|_| MapError("kgate is shutting down".into()))?;
         Ok(slot)
@@ -293,8 +296,10 @@ fn refused(cause: &str, node_id: i32, why: String) -> MapError {
     MapError(why)
 }
 
-impl BrokerMapper for Registry {
-    fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+impl Registry {
+    /// The checks every broker address from the cluster passes before
+    /// kgate would dial it: a valid host, the upstream allow-list, a port.
+    pub fn check_upstream(&self, node_id: i32, host: &str, port: i32) -> Result<HostPort, MapError> {
         if !valid_host(host) {
             return Err(refused(
                 "invalid-host",
@@ -319,7 +324,13 @@ impl BrokerMapper for Registry {
                 format!("broker {node_id} has invalid port {port}"),
             )
         })?;
-        let upstream = HostPort::new(host, port16);
+        Ok(HostPort::new(host, port16))
+    }
+}
+
+impl BrokerMapper for Registry {
+    fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+        let upstream = self.check_upstream(node_id, host, port)?;
         let mut inner = self.lock();
         if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
             inner.by_node.entry(node_id).or_insert_with(|| slot.clone());

@@ -81,10 +81,32 @@ async fn accept_tls(shared: &Shared, client: TcpStream, ctx: &Context) -> Result
     else {
         return Ok(Stream::Plain(client));
     };
-    let (s, identity) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(client))
-        .await
-        .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
-        .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?;
+    let (s, identity) = match &ctx.target {
+        Target::Sni(routes) => {
+            let accept = tls.accept_routed(client, |name| {
+                routes.resolve(name).map_err(|why| {
+                    crate::metrics::get().sni_routes.add("refused", 1);
+                    format!("SNI name {:?} refused: {why}", name.unwrap_or("<none>"))
+                })
+            });
+            let (s, identity, routed) = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+                .await
+                .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
+                .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?;
+            let kind = if matches!(routed, Target::Bootstrap) {
+                "bootstrap"
+            } else {
+                "broker"
+            };
+            crate::metrics::get().sni_routes.add(kind, 1);
+            ctx.set_routed(routed);
+            (s, identity)
+        }
+        _ => tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(client))
+            .await
+            .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
+            .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?,
+    };
     let sni = s.get_ref().1.server_name().map(str::to_string);
     let span = tracing::Span::current();
     if let Some(id) = &identity {
@@ -118,7 +140,11 @@ async fn drive(
     };
     m.on(Event::FirstRequest)?;
     let c: &Connector = &shared.connector;
-    let mut up = c.open(&ctx.target.route()).await?;
+    let route = ctx
+        .routed()
+        .route()
+        .ok_or_else(|| SessionError::Tls("SNI connection without a route".into()))?;
+    let mut up = c.open(&route).await?;
     ctx.set_broker(up.broker.clone());
     tracing::Span::current().record("broker", tracing::field::display(&up.broker));
     if m.on(Event::UpstreamConnected { sasl: c.uses_sasl() })? == State::Authenticating {
