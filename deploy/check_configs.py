@@ -198,10 +198,21 @@ def localize(text: str, pki: Path, scratch: Path) -> tuple[str, dict]:
     env: dict[str, str] = {}
     passphrase = (pki / "client-enc.pass").read_text().strip()
     repl: dict[str, str] = {}
+    server_leaf = "kgate-server"
+    sni = cfg.get("sni")
+    if isinstance(sni, dict) and sni.get("bootstrap_name") and "." in str(sni.get("broker_pattern", "")):
+        # kgate checks that the client-facing certificate covers the SNI
+        # names: issue one that does (bootstrap name + wildcard).
+        server_leaf = "sni-server"
+        names = [sni["bootstrap_name"], "*." + sni["broker_pattern"].split(".", 1)[1]]
+        r = subprocess.run(["bash", str(REPO / "certs-dev" / "gen.sh"), "--issue", str(pki), server_leaf, "server",
+                            *names], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"certs-dev/gen.sh --issue failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
 
     def section(name: str, t: dict) -> None:
         encrypted = "key_passphrase_file" in t or "key_passphrase_env" in t
-        leaf = "client-enc" if encrypted else ("kgate-server" if name == "downstream_tls" else "kgate-client")
+        leaf = "client-enc" if encrypted else (server_leaf if name == "downstream_tls" else "kgate-client")
         files = {
             "ca_file": pki / "ca.pem",
             "client_ca_file": pki / "ca.pem",

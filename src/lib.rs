@@ -154,17 +154,40 @@ impl Running {
     }
 }
 
-/// Binds the bootstrap, static and admin listeners and starts accepting.
-pub async fn start(config: Config) -> Result<Running, String> {
-    tls::install_provider();
-    let config = Arc::new(config);
-    let upstream_tls = config.upstream_tls.as_ref().map(UpstreamTls::new).transpose()?;
-    let downstream_tls = config
+/// The one SNI-routed TLS port, after checking the certificate covers
+/// its names.
+fn start_sni(
+    sni: &config::SniConfig,
+    shared: &Arc<Shared>,
+    tx: &mpsc::UnboundedSender<NewListener>,
+) -> Result<(), String> {
+    let d = shared
+        .config
         .downstream_tls
         .as_ref()
-        .map(DownstreamTls::new)
-        .transpose()?;
-    let authenticator = match &config.upstream_sasl {
+        .ok_or("[sni] needs [downstream_tls]: plaintext carries no server name")?;
+    for w in tls::names::check_sni_names(&d.cert_file, sni).map_err(|e| format!("[sni]: {e}"))? {
+        warn!("{w}");
+    }
+    let socket =
+        bind(&sni.listen).map_err(|e| format!("cannot bind the SNI listener on {}: {e}", sni.listen))?;
+    let router = listener::sni::SniRouter::new(
+        sni.clone(),
+        shared.config.max_dynamic_listeners,
+        shared.registry.clone(),
+    );
+    info!(listener = %sni.listen, routes = %router.describe(), "SNI listener");
+    let _ = tx.send(NewListener {
+        socket,
+        target: Target::Sni(router),
+        proxy: sni.proxy_protocol,
+    });
+    Ok(())
+}
+
+/// kgate's own SASL toward the brokers, if configured.
+async fn authenticator(config: &Config) -> Option<Arc<upstream::sasl::Authenticator>> {
+    match &config.upstream_sasl {
         Some(s) => {
             let creds = if s.mechanism.uses_aws() {
                 Some(Arc::new(
@@ -177,8 +200,47 @@ pub async fn start(config: Config) -> Result<Running, String> {
             Some(Arc::new(upstream::sasl::Authenticator::new(s.clone(), creds)))
         }
         None => None,
-    };
-    let (tx, mut rx) = mpsc::unbounded_channel::<NewListener>();
+    }
+}
+
+/// Accepts on every listener the registry hands over, and runs the probe
+/// and the certificate reload ticker.
+async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListener>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(admin::probe::run(s.clone()));
+    if s.connector.tls.is_some() || s.downstream_tls.is_some() {
+        let r = s.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(r.config.tls_reload_interval);
+            loop {
+                tick.tick().await;
+                r.reload_tls(false);
+            }
+        });
+    }
+    while let Some(n) = rx.recv().await {
+        match TcpListener::from_std(n.socket) {
+            Ok(l) => {
+                metrics::get().listeners.fetch_add(1, Relaxed);
+                tasks.spawn(listener::accept_loop(s.clone(), l, n.target, n.proxy));
+            }
+            Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
+        }
+    }
+}
+
+/// Binds the bootstrap, static and admin listeners and starts accepting.
+pub async fn start(config: Config) -> Result<Running, String> {
+    tls::install_provider();
+    let config = Arc::new(config);
+    let upstream_tls = config.upstream_tls.as_ref().map(UpstreamTls::new).transpose()?;
+    let downstream_tls = config
+        .downstream_tls
+        .as_ref()
+        .map(DownstreamTls::new)
+        .transpose()?;
+    let authenticator = authenticator(&config).await;
+    let (tx, rx) = mpsc::unbounded_channel::<NewListener>();
     let boot_addr = HostPort::new(config.bind_host.clone(), config.port_base);
     let boot =
         bind(&boot_addr).map_err(|e| format!("cannot bind the bootstrap listener on {boot_addr}: {e}"))?;
@@ -220,36 +282,17 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let _ = tx.send(NewListener {
         socket: boot,
         target: Target::Bootstrap,
+        proxy: config.proxy_protocol,
     });
+    if let Some(sni) = &config.sni {
+        start_sni(sni, &shared, &tx)?;
+    }
     let upstreams: Vec<String> = config.bootstrap.iter().map(|b| b.to_string()).collect();
     info!(listener = %bootstrap, upstream = %upstreams.join(","), "bootstrap listener");
     let admin_task = admin
         .and_then(|a| TcpListener::from_std(a).ok())
         .map(|a| AbortOnDrop(tokio::spawn(admin::serve(shared.clone(), a))));
-    let s = shared.clone();
-    let tasks = tokio::spawn(async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(admin::probe::run(s.clone()));
-        if s.connector.tls.is_some() || s.downstream_tls.is_some() {
-            let r = s.clone();
-            tasks.spawn(async move {
-                let mut tick = tokio::time::interval(r.config.tls_reload_interval);
-                loop {
-                    tick.tick().await;
-                    r.reload_tls(false);
-                }
-            });
-        }
-        while let Some(n) = rx.recv().await {
-            match TcpListener::from_std(n.socket) {
-                Ok(l) => {
-                    metrics::get().listeners.fetch_add(1, Relaxed);
-                    tasks.spawn(listener::accept_loop(s.clone(), l, n.target));
-                }
-                Err(e) => error!(listener = %n.target.label(), error = %e, "cannot register listener"),
-            }
-        }
-    });
+    let tasks = tokio::spawn(run_listeners(shared.clone(), rx));
     Ok(Running {
         bootstrap,
         admin: admin_addr,

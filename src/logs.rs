@@ -1,5 +1,5 @@
 //! Warnings that repeat are rate-limited: the same cause on the same
-//! listener logs at most a few lines per interval, and the first line after
+//! listener logs at most a few lines per second, and the first line after
 //! that says how many were suppressed. A reconnecting client or a broker
 //! outage then costs a few lines, not hundreds.
 
@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const INTERVAL: Duration = Duration::from_secs(10);
+const INTERVAL: Duration = Duration::from_secs(1);
 /// Lines per key and interval before suppression starts.
 const BURST: u32 = 5;
-/// Keys kept at most; beyond it the table starts over.
+/// Distinct keys kept at most; beyond it, new keys share one limit.
 const MAX_KEYS: usize = 1024;
 
 struct Seen {
@@ -57,10 +57,38 @@ fn allow_at(key: &str, now: Instant) -> Option<u64> {
         return None;
     }
     if t.len() >= MAX_KEYS {
-        t.clear();
+        t.retain(|_, s| now.duration_since(s.start) < 60 * INTERVAL);
+    }
+    if t.len() >= MAX_KEYS {
+        // Too many distinct causes: they share one limit rather than each
+        // getting a fresh one (which would let a flood of unique lines out).
+        return allow_overflow(&mut t, now);
     }
     t.insert(key.to_string(), fresh(now));
     Some(0)
+}
+
+fn allow_overflow(t: &mut HashMap<String, Seen>, now: Instant) -> Option<u64> {
+    const KEY: &str = "\0overflow";
+    match t.get_mut(KEY) {
+        Some(s) if now.duration_since(s.start) < INTERVAL && s.count >= BURST => {
+            s.suppressed += 1;
+            None
+        }
+        Some(s) if now.duration_since(s.start) < INTERVAL => {
+            s.count += 1;
+            Some(0)
+        }
+        Some(s) => {
+            let n = s.suppressed;
+            *s = fresh(now);
+            Some(n)
+        }
+        None => {
+            t.insert(KEY.to_string(), fresh(now));
+            Some(0)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +110,18 @@ mod tests {
         assert_eq!(
             allow_at("test:a", t0 + INTERVAL + Duration::from_millis(1)),
             Some(0)
+        );
+    }
+
+    #[test]
+    fn thousands_of_distinct_causes_share_one_limit() {
+        let t0 = Instant::now() + Duration::from_secs(3600);
+        let logged = (0..5000)
+            .filter(|i| allow_at(&format!("flood:{i}"), t0).is_some())
+            .count();
+        assert!(
+            logged <= MAX_KEYS + BURST as usize,
+            "{logged} lines for 5000 distinct keys"
         );
     }
 }

@@ -126,6 +126,11 @@ pub struct Metrics {
     pub first_request_timeouts: AtomicU64,
     /// Connections refused by max_connections_per_client.
     pub per_client_refused: AtomicU64,
+    /// PROXY protocol headers by result: v1, v2, local, absent, malformed,
+    /// missing (required but absent), timeout.
+    pub proxy_protocol: Family<&'static str>,
+    /// SNI-routed connections by result: bootstrap, broker, refused.
+    pub sni_routes: Family<&'static str>,
     /// Frames streamed through without being assembled, per direction.
     pub frames_streamed: [AtomicU64; 2],
     /// Streamed frames whose unread part moved by splice(2).
@@ -153,6 +158,8 @@ impl Default for Metrics {
             buffer_budget_waits: AtomicU64::new(0),
             first_request_timeouts: AtomicU64::new(0),
             per_client_refused: AtomicU64::new(0),
+            proxy_protocol: Family::default(),
+            sni_routes: Family::default(),
             frames_streamed: Default::default(),
             frames_spliced: AtomicU64::new(0),
             by_listener: Mutex::new(BTreeMap::new()),

@@ -426,3 +426,53 @@ async fn read_frame_or_eof(s: &mut TcpStream) -> Option<Bytes> {
     f.extend_from_slice(&body);
     Some(Bytes::from(f))
 }
+
+/// A broker whose listener cannot be bound makes /readyz fail, naming it;
+/// once the cluster stops listing it, readiness comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_listener_is_forgotten_when_the_cluster_stops_naming_it() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let named = Arc::new(AtomicBool::new(true));
+    let n = named.clone();
+    let up = serve(move |mut sock: TcpStream| {
+        let n = n.clone();
+        async move {
+            while let Some(f) = read_frame(&mut sock).await {
+                let corr = i32::from_be_bytes([f[8], f[9], f[10], f[11]]);
+                let v = i16::from_be_bytes([f[6], f[7]]);
+                let ids = if n.load(Relaxed) { 2 } else { 1 };
+                // node 70000 overflows the port space
+                let m = many_brokers(ids, |_| "127.0.0.1".into());
+                let mut m = m;
+                if ids == 2 {
+                    m.brokers[1].node_id = BrokerId(70000);
+                }
+                let _ = sock
+                    .write_all(&response_frame(ApiKey::Metadata, v, corr, &m))
+                    .await;
+            }
+        }
+    })
+    .await;
+    let kg = start_kgate(vec![hp(up)], 8).await;
+    assert_eq!(metadata_through(&kg).await.brokers.len(), 1);
+    let why = kg.shared.health.ready().unwrap_err();
+    assert!(why.contains("70000"), "{why}");
+    named.store(false, Relaxed);
+    assert_eq!(metadata_through(&kg).await.brokers.len(), 1);
+    // The upstream probe (every few seconds) carries the cluster's own list.
+    let mut forgotten = false;
+    for _ in 0..120 {
+        if kg.shared.registry.problem().is_none() {
+            forgotten = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        forgotten,
+        "node 70000 forgotten once the cluster stopped naming it"
+    );
+    assert!(kg.shared.health.ready().is_ok());
+}

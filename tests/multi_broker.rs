@@ -270,6 +270,7 @@ async fn static_listeners_port_ranges_and_dial_mapping() {
         bind: kgate::config::HostPort::new("127.0.0.1", static_port),
         advertised: kgate::config::HostPort::new("localhost", static_port),
         tls: None,
+        proxy_protocol: None,
     });
     // Dial mapping: the bootstrap name is not reachable; the mapping is.
     let fake = kgate::config::HostPort::new("broker-one.invalid", 9092);

@@ -79,6 +79,12 @@ command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs np
 # fronts tansu with mTLS, like MSK's port 9094.
 command -v openssl >/dev/null || apt_install openssl
 command -v stunnel4 >/dev/null || apt_install stunnel4
+# The fault suite (tests/e2e/test_faults.py): a private network namespace, an fd limit.
+{ command -v unshare && command -v prlimit; } >/dev/null || apt_install util-linux
+command -v ip >/dev/null || apt_install iproute2
+# PROXY protocol tests (tests/e2e/test_sni.py): HAProxy with send-proxy-v2
+# stands in for an AWS NLB with proxy protocol v2.
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_install haproxy
 
 # --- Python venv --------------------------------------------------------------
 if ! "$VENV/bin/python" -c '' 2>/dev/null; then

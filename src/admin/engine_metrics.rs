@@ -9,6 +9,50 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// One unlabelled series: name, type, help, value.
+type Scalar = (&'static str, &'static str, &'static str, u64);
+
+fn scalars(m: &Metrics) -> [Scalar; 6] {
+    [
+        (
+            "kgate_buffer_budget_used_bytes",
+            "gauge",
+            "Bytes of the process-wide frame-assembly budget in use.",
+            m.buffer_budget_used.load(Relaxed),
+        ),
+        (
+            "kgate_buffer_budget_waits_total",
+            "counter",
+            "Times a connection waited for frame-assembly budget (back-pressure).",
+            m.buffer_budget_waits.load(Relaxed),
+        ),
+        (
+            "kgate_listeners_failing",
+            "gauge",
+            "Brokers whose local listener could not be bound (port taken, overflow, range full); /readyz is 503 while this is not 0.",
+            m.listeners_failing.load(Relaxed),
+        ),
+        (
+            "kgate_first_request_timeouts_total",
+            "counter",
+            "Connections closed for sending no complete request within first_request_timeout_ms (nothing was done upstream).",
+            m.first_request_timeouts.load(Relaxed),
+        ),
+        (
+            "kgate_connections_refused_per_client_total",
+            "counter",
+            "Connections refused by max_connections_per_client.",
+            m.per_client_refused.load(Relaxed),
+        ),
+        (
+            "kgate_frames_spliced_total",
+            "counter",
+            "Streamed frames whose unread part moved socket to socket with splice(2), never entering kgate's memory.",
+            m.frames_spliced.load(Relaxed),
+        ),
+    ]
+}
+
 pub fn render(m: &Metrics, o: &mut String) {
     head(
         o,
@@ -21,84 +65,27 @@ pub fn render(m: &Metrics, o: &mut String) {
     }
     head(
         o,
-        "kgate_buffer_budget_used_bytes",
-        "gauge",
-        "Bytes of the process-wide frame-assembly budget in use.",
-    );
-    let _ = writeln!(
-        o,
-        "kgate_buffer_budget_used_bytes {}",
-        m.buffer_budget_used.load(Relaxed)
-    );
-    head(
-        o,
-        "kgate_buffer_budget_waits_total",
-        "counter",
-        "Times a connection waited for frame-assembly budget (back-pressure).",
-    );
-    let _ = writeln!(
-        o,
-        "kgate_buffer_budget_waits_total {}",
-        m.buffer_budget_waits.load(Relaxed)
-    );
-    head(
-        o,
         "kgate_frames_streamed_total",
         "counter",
         "Frames forwarded cut-through, without being assembled.",
     );
     for (i, dir) in ["request", "response"].iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "kgate_frames_streamed_total{{direction=\"{dir}\"}} {}",
-            m.frames_streamed[i].load(Relaxed)
-        );
+        let n = m.frames_streamed[i].load(Relaxed);
+        let _ = writeln!(o, "kgate_frames_streamed_total{{direction=\"{dir}\"}} {n}");
     }
-    head(
-        o,
-        "kgate_listeners_failing",
-        "gauge",
-        "Brokers whose local listener could not be bound (port taken, overflow, range full); /readyz is 503 while this is not 0.",
-    );
-    let _ = writeln!(o, "kgate_listeners_failing {}", m.listeners_failing.load(Relaxed));
-    head(
-        o,
-        "kgate_first_request_timeouts_total",
-        "counter",
-        "Connections closed for sending no complete request within first_request_timeout_ms (nothing was done upstream).",
-    );
-    let _ = writeln!(
-        o,
-        "kgate_first_request_timeouts_total {}",
-        m.first_request_timeouts.load(Relaxed)
-    );
-    head(
-        o,
-        "kgate_connections_refused_per_client_total",
-        "counter",
-        "Connections refused by max_connections_per_client.",
-    );
-    let _ = writeln!(
-        o,
-        "kgate_connections_refused_per_client_total {}",
-        m.per_client_refused.load(Relaxed)
-    );
-    head(
-        o,
-        "kgate_frames_spliced_total",
-        "counter",
-        "Streamed frames whose unread part moved socket to socket with splice(2), never entering kgate's memory.",
-    );
-    let _ = writeln!(o, "kgate_frames_spliced_total {}", m.frames_spliced.load(Relaxed));
     head(
         o,
         "kgate_dynamic_listeners_refused_total",
         "counter",
-        "Brokers refused a listener: cap reached, invalid host or port.",
+        "Brokers refused a listener: cap reached, allow-list, invalid host or port.",
     );
     let _ = writeln!(
         o,
         "kgate_dynamic_listeners_refused_total {}",
         m.dynamic_listeners_refused.load(Relaxed)
     );
+    for (name, kind, help, v) in scalars(m) {
+        head(o, name, kind, help);
+        let _ = writeln!(o, "{name} {v}");
+    }
 }

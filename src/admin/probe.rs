@@ -2,13 +2,15 @@
 //! bootstrap servers and asks for Metadata. Success keeps /readyz green,
 //! and the brokers it learns get their listeners before any client asks.
 
+use crate::listener::registry::Registry;
 use crate::protocol::decision::RewriteKind;
 use crate::protocol::frame::{frame_len, LEN_PREFIX};
-use crate::rewrite::rewrite;
+use crate::rewrite::{rewrite, Advertised, BrokerMapper, MapError};
 use crate::upstream::dial::Route;
 use crate::Shared;
 use bytes::{BufMut, BytesMut};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::{debug, warn};
@@ -57,19 +59,39 @@ pub async fn once(shared: &Shared) -> Result<usize, String> {
         .read_exact(&mut frame[LEN_PREFIX..])
         .await
         .map_err(|e| e.to_string())?;
-    rewrite(
-        RewriteKind::Metadata,
-        &frame,
-        3,
-        METADATA_VERSION,
-        shared.registry.as_ref(),
-    )
-    .map_err(|e| e.to_string())?;
+    let seen = Listed {
+        registry: shared.registry.as_ref(),
+        ids: Mutex::new(Vec::new()),
+    };
+    rewrite(RewriteKind::Metadata, &frame, 3, METADATA_VERSION, &seen).map_err(|e| e.to_string())?;
+    let ids = seen.ids.into_inner().unwrap_or_else(|p| p.into_inner());
+    shared.registry.forget_unlisted(&ids);
     Ok(total)
 }
 
+/// Passes the probe's brokers to the registry (creating their listeners
+/// before any client asks) and keeps the complete list of node ids.
+struct Listed<'a> {
+    registry: &'a Registry,
+    ids: Mutex<Vec<i32>>,
+}
+
+impl BrokerMapper for Listed<'_> {
+    fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
+        self.registry.advertise(node_id, host, port)
+    }
+
+    fn listed(&self, node_ids: &[i32]) {
+        if let Ok(mut ids) = self.ids.lock() {
+            ids.extend_from_slice(node_ids);
+        }
+    }
+}
+
 pub async fn run(shared: Arc<Shared>) {
-    let every = (shared.config.ready_window / 3).clamp(Duration::from_millis(500), Duration::from_secs(10));
+    // Often enough that readiness follows the cluster within seconds (it
+    // also forgets brokers the cluster stopped naming); one small request.
+    let every = (shared.config.ready_window / 3).clamp(Duration::from_millis(500), Duration::from_secs(5));
     let mut failing = false;
     loop {
         match tokio::time::timeout(shared.config.connect_timeout * 2, once(&shared)).await {

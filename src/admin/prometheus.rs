@@ -186,6 +186,24 @@ pub fn render(m: &Metrics, ready: bool, draining: bool) -> String {
     }
     head(
         &mut o,
+        "kgate_proxy_protocol_total",
+        "counter",
+        "PROXY protocol headers on accepted connections, by result.",
+    );
+    for (result, n) in m.proxy_protocol.snapshot() {
+        let _ = writeln!(o, "kgate_proxy_protocol_total{{result=\"{result}\"}} {n}");
+    }
+    head(
+        &mut o,
+        "kgate_sni_routes_total",
+        "counter",
+        "Connections on the SNI port, by where their server name routed them.",
+    );
+    for (result, n) in m.sni_routes.snapshot() {
+        let _ = writeln!(o, "kgate_sni_routes_total{{result=\"{result}\"}} {n}");
+    }
+    head(
+        &mut o,
         "kgate_reauth_total",
         "counter",
         "Successful KIP-368 re-authentications.",

@@ -25,6 +25,13 @@ pub fn check_material(c: &Config) -> Result<(), String> {
         if let Some(ca) = &d.client_ca_file {
             load_roots(Some(ca)).map_err(|e| format!("key `{s}.client_ca_file`: {e}"))?;
         }
+        if let Some(sni) = &c.sni {
+            for w in crate::tls::names::check_sni_names(&d.cert_file, sni)
+                .map_err(|e| format!("keys `sni.bootstrap_name`/`sni.broker_pattern`: {e}"))?
+            {
+                eprintln!("warning: {w}");
+            }
+        }
     }
     Ok(())
 }

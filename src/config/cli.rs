@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Upstream TCP connect timeout in milliseconds [default: 10000].
     #[arg(long, env = "KGATE_CONNECT_TIMEOUT_MS")]
     pub connect_timeout_ms: Option<u64>,
+    /// PROXY protocol on the bootstrap and dynamic listeners: off, optional or required [default: off].
+    #[arg(long, env = "KGATE_PROXY_PROTOCOL")]
+    pub proxy_protocol: Option<String>,
     /// `human` or `json` [default: human].
     #[arg(long, env = "KGATE_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -243,6 +246,7 @@ impl RunArgs {
             worker_threads: self.worker_threads,
             connect_timeout_ms: self.connect_timeout_ms,
             log_format: self.log_format,
+            proxy_protocol: self.proxy_protocol,
             log_level: self.log_level,
             upstream_tls: FileUpstreamTls {
                 enabled: self.upstream_tls,

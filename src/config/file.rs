@@ -56,6 +56,9 @@ pub struct FileConfig {
     pub downstream_tls: FileDownstreamTls,
     #[serde(default)]
     pub upstream_sasl: FileSasl,
+    pub proxy_protocol: Option<String>,
+    #[serde(default)]
+    pub sni: super::listeners::FileSni,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +68,7 @@ pub struct FileStatic {
     pub bind: String,
     pub advertised: Option<String>,
     pub tls: Option<bool>,
+    pub proxy_protocol: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +122,7 @@ pub struct Overrides {
     pub downstream_tls: FileDownstreamTls,
     pub upstream_sasl: FileSasl,
     pub ops: super::ops::OpsOverrides,
+    pub proxy_protocol: Option<String>,
 }
 
 fn hp(key: &str, v: &str) -> Result<HostPort, String> {
@@ -126,9 +131,9 @@ fn hp(key: &str, v: &str) -> Result<HostPort, String> {
 
 /// Merges flags/env over the file and validates the result. `origin`
 /// names the file for messages.
-pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, String> {
+pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Config, String> {
     let err = |m: String| format!("{origin}: {m}");
-    let bootstrap_raw = o.bootstrap.or(file.bootstrap).unwrap_or_default();
+    let bootstrap_raw = o.bootstrap.take().or(file.bootstrap.take()).unwrap_or_default();
     let mut bootstrap = Vec::new();
     for (i, b) in bootstrap_raw.iter().filter(|b| !b.trim().is_empty()).enumerate() {
         bootstrap.push(hp(&format!("bootstrap[{i}]"), b).map_err(err)?);
@@ -139,150 +144,10 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         ));
     }
     let mut c = Config::with_bootstrap(bootstrap);
-    if let Some(h) = o.bind_host.or(file.bind_host) {
-        c.bind_host = h;
-    }
-    c.advertised_host = o
-        .advertised_host
-        .or(file.advertised_host)
-        .unwrap_or_else(|| c.bind_host.clone());
-    if let Some(p) = o.port_base.or(file.port_base) {
-        if p == 0 {
-            return Err(err("key `port_base`: 0 is not a port; expected 1-65535".into()));
-        }
-        c.port_base = p;
-    }
-    if let Some(d) = o.dynamic_listeners.or(file.dynamic_listeners) {
-        c.dynamic_listeners = d;
-    }
-    if let Some(r) = o.port_range.or(file.port_range) {
-        c.port_range = Some(parse_port_range(&r).map_err(|e| err(format!("key `port_range`: {e}")))?);
-    }
-    let statics: Vec<FileStatic> = match o.static_listeners {
-        Some(list) => list
-            .iter()
-            .map(|s| parse_static_flag(s))
-            .collect::<Result<_, _>>()
-            .map_err(err)?,
-        None => file.static_listeners,
-    };
-    for (i, s) in statics.iter().enumerate() {
-        let k = |f: &str| format!("static_listeners[{i}].{f}");
-        let upstream = hp(&k("upstream"), &s.upstream).map_err(err)?;
-        let bind = hp(&k("bind"), &s.bind).map_err(err)?;
-        let advertised = match &s.advertised {
-            Some(a) => hp(&k("advertised"), a).map_err(err)?,
-            None => bind.clone(),
-        };
-        if c.static_listeners.iter().any(|x| x.upstream == upstream) {
-            return Err(err(format!(
-                "key `{}`: {upstream} is listed twice",
-                k("upstream")
-            )));
-        }
-        c.static_listeners.push(StaticListener {
-            upstream,
-            bind,
-            advertised,
-            tls: s.tls,
-        });
-    }
-    let dials: Vec<FileDial> = match o.dial {
-        Some(list) => list
-            .iter()
-            .map(|s| {
-                s.split_once('=')
-                    .map(|(b, c)| FileDial {
-                        broker: b.into(),
-                        connect: c.into(),
-                    })
-                    .ok_or_else(|| format!("--dial `{s}`: expected BROKER_HOST:PORT=CONNECT_HOST:PORT"))
-            })
-            .collect::<Result<_, _>>()
-            .map_err(err)?,
-        None => file.dial,
-    };
-    for (i, d) in dials.iter().enumerate() {
-        c.dial.push(DialMapping {
-            broker: hp(&format!("dial[{i}].broker"), &d.broker).map_err(err)?,
-            connect: hp(&format!("dial[{i}].connect"), &d.connect).map_err(err)?,
-        });
-    }
-    if let Some(m) = o.max_frame_bytes.or(file.max_frame_bytes) {
-        if !(1024..=1024 * 1024 * 1024).contains(&m) {
-            return Err(err(format!(
-                "key `max_frame_bytes`: {m} is out of range; expected 1024 to 1073741824"
-            )));
-        }
-        c.max_frame_bytes = m;
-    }
-    if let Some(m) = o.buffer_budget_bytes.or(file.buffer_budget_bytes) {
-        if !(1 << 20..=1 << 40).contains(&m) {
-            return Err(format!(
-                "key `buffer_budget_bytes`: {m} is out of range; expected 1048576 to 1099511627776"
-            ));
-        }
-        c.buffer_budget_bytes = m;
-    }
-    if let Some(h) = o.upstream_hosts.or(file.upstream_hosts) {
-        c.upstream_hosts = Some(h);
-    }
-    if let Some(n) = o.worker_threads.or(file.worker_threads) {
-        if !(1..=256).contains(&n) {
-            return Err(format!(
-                "key `worker_threads`: {n} is out of range; expected 1 to 256"
-            ));
-        }
-        c.worker_threads = n;
-    }
-    if let Some(v) = o.splice.or(file.splice) {
-        c.splice = v;
-    }
-    if let Some(a) = o.allow_link_local.or(file.allow_link_local) {
-        c.allow_link_local = a;
-    }
-    if let Some(m) = o.max_dynamic_listeners.or(file.max_dynamic_listeners) {
-        if m > 60_000 {
-            return Err(format!(
-                "key `max_dynamic_listeners`: {m} is out of range; expected 0 to 60000"
-            ));
-        }
-        c.max_dynamic_listeners = m;
-    }
-    if let Some(m) = o.max_in_flight.or(file.max_in_flight) {
-        if !(1..=100_000).contains(&m) {
-            return Err(err(format!(
-                "key `max_in_flight`: {m} is out of range; expected 1 to 100000"
-            )));
-        }
-        c.max_in_flight = m;
-    }
-    if let Some(ms) = o.connect_timeout_ms.or(file.connect_timeout_ms) {
-        if ms == 0 {
-            return Err(err(
-                "key `connect_timeout_ms`: expected a positive number of milliseconds".into(),
-            ));
-        }
-        c.connect_timeout = Duration::from_millis(ms);
-    }
-    if let Some(f) = o.log_format.or(file.log_format) {
-        c.log_format = match f.as_str() {
-            "human" | "text" => LogFormat::Human,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(err(format!(
-                    "key `log_format`: `{other}`; expected `human` or `json`"
-                )))
-            }
-        };
-    }
-    c.log_level = o.log_level.or(file.log_level);
-    if let Some(ms) = file.tls_reload_interval_ms {
-        if ms < 100 {
-            return Err(err("key `tls_reload_interval_ms`: expected at least 100".into()));
-        }
-        c.tls_reload_interval = Duration::from_millis(ms);
-    }
+    listeners(&mut c, &mut file, &mut o).map_err(err)?;
+    dials(&mut c, &mut file, &mut o).map_err(err)?;
+    limits(&mut c, &mut file, &mut o).map_err(err)?;
+    engine(&mut c, &mut file, &mut o).map_err(err)?;
     c.upstream_tls = upstream(merge_up(file.upstream_tls, o.upstream_tls)).map_err(err)?;
     c.downstream_tls = downstream(merge_down(file.downstream_tls, o.downstream_tls)).map_err(err)?;
     c.upstream_sasl = sasl(file.upstream_sasl.overlay(o.upstream_sasl)).map_err(err)?;
@@ -307,6 +172,11 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
     }
     .overlay(o.ops);
     ops.apply(&mut c).map_err(err)?;
+    if let Some(m) = o.proxy_protocol.take().or(file.proxy_protocol.take()) {
+        c.proxy_protocol =
+            super::ProxyMode::parse(&m).map_err(|e| err(format!("key `proxy_protocol`: {e}")))?;
+    }
+    c.sni = super::listeners::sni(std::mem::take(&mut file.sni), c.downstream_tls.is_some()).map_err(err)?;
     if c.downstream_tls.is_none() {
         if let Some(i) = c.static_listeners.iter().position(|s| s.tls == Some(true)) {
             return Err(err(format!(
@@ -315,6 +185,167 @@ pub fn build(file: FileConfig, o: Overrides, origin: &str) -> Result<Config, Str
         }
     }
     Ok(c)
+}
+
+/// Bind host, advertised host, ports, dynamic and static listeners.
+fn listeners(c: &mut Config, file: &mut FileConfig, o: &mut Overrides) -> Result<(), String> {
+    if let Some(h) = o.bind_host.take().or(file.bind_host.take()) {
+        c.bind_host = h;
+    }
+    c.advertised_host = o
+        .advertised_host
+        .take()
+        .or(file.advertised_host.take())
+        .unwrap_or_else(|| c.bind_host.clone());
+    if let Some(p) = o.port_base.or(file.port_base) {
+        if p == 0 {
+            return Err("key `port_base`: 0 is not a port; expected 1-65535".into());
+        }
+        c.port_base = p;
+    }
+    if let Some(d) = o.dynamic_listeners.or(file.dynamic_listeners) {
+        c.dynamic_listeners = d;
+    }
+    if let Some(r) = o.port_range.take().or(file.port_range.take()) {
+        c.port_range = Some(parse_port_range(&r).map_err(|e| format!("key `port_range`: {e}"))?);
+    }
+    let statics: Vec<FileStatic> = match o.static_listeners.take() {
+        Some(list) => list
+            .iter()
+            .map(|s| parse_static_flag(s))
+            .collect::<Result<_, _>>()?,
+        None => std::mem::take(&mut file.static_listeners),
+    };
+    for (i, s) in statics.iter().enumerate() {
+        let k = |f: &str| format!("static_listeners[{i}].{f}");
+        let upstream = hp(&k("upstream"), &s.upstream)?;
+        let bind = hp(&k("bind"), &s.bind)?;
+        let advertised = match &s.advertised {
+            Some(a) => hp(&k("advertised"), a)?,
+            None => bind.clone(),
+        };
+        if c.static_listeners.iter().any(|x| x.upstream == upstream) {
+            return Err(format!("key `{}`: {upstream} is listed twice", k("upstream")));
+        }
+        c.static_listeners.push(StaticListener {
+            upstream,
+            bind,
+            advertised,
+            tls: s.tls,
+            proxy_protocol: s
+                .proxy_protocol
+                .as_deref()
+                .map(super::ProxyMode::parse)
+                .transpose()
+                .map_err(|e| format!("key `{}`: {e}", k("proxy_protocol")))?,
+        });
+    }
+    Ok(())
+}
+
+/// Dial-address mappings (PrivateLink).
+fn dials(c: &mut Config, file: &mut FileConfig, o: &mut Overrides) -> Result<(), String> {
+    let dials: Vec<FileDial> = match o.dial.take() {
+        Some(list) => list
+            .iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(b, c)| FileDial {
+                        broker: b.into(),
+                        connect: c.into(),
+                    })
+                    .ok_or_else(|| format!("--dial `{s}`: expected BROKER_HOST:PORT=CONNECT_HOST:PORT"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => std::mem::take(&mut file.dial),
+    };
+    for (i, d) in dials.iter().enumerate() {
+        c.dial.push(DialMapping {
+            broker: hp(&format!("dial[{i}].broker"), &d.broker)?,
+            connect: hp(&format!("dial[{i}].connect"), &d.connect)?,
+        });
+    }
+    Ok(())
+}
+
+/// Frame and in-flight limits, connect timeout, logging, TLS reload.
+fn limits(c: &mut Config, file: &mut FileConfig, o: &mut Overrides) -> Result<(), String> {
+    if let Some(m) = o.max_frame_bytes.or(file.max_frame_bytes) {
+        if !(1024..=1024 * 1024 * 1024).contains(&m) {
+            return Err(format!(
+                "key `max_frame_bytes`: {m} is out of range; expected 1024 to 1073741824"
+            ));
+        }
+        c.max_frame_bytes = m;
+    }
+    if let Some(m) = o.max_in_flight.or(file.max_in_flight) {
+        if !(1..=100_000).contains(&m) {
+            return Err(format!(
+                "key `max_in_flight`: {m} is out of range; expected 1 to 100000"
+            ));
+        }
+        c.max_in_flight = m;
+    }
+    if let Some(ms) = o.connect_timeout_ms.or(file.connect_timeout_ms) {
+        if ms == 0 {
+            return Err("key `connect_timeout_ms`: expected a positive number of milliseconds".into());
+        }
+        c.connect_timeout = Duration::from_millis(ms);
+    }
+    if let Some(f) = o.log_format.take().or(file.log_format.take()) {
+        c.log_format = match f.as_str() {
+            "human" | "text" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => return Err(format!("key `log_format`: `{other}`; expected `human` or `json`")),
+        };
+    }
+    c.log_level = o.log_level.take().or(file.log_level.take());
+    if let Some(ms) = file.tls_reload_interval_ms {
+        if ms < 100 {
+            return Err("key `tls_reload_interval_ms`: expected at least 100".into());
+        }
+        c.tls_reload_interval = Duration::from_millis(ms);
+    }
+    Ok(())
+}
+
+/// The engine: buffer budget, listener cap, upstream allow-list, splice,
+/// worker threads.
+fn engine(c: &mut Config, file: &mut FileConfig, o: &mut Overrides) -> Result<(), String> {
+    if let Some(m) = o.buffer_budget_bytes.or(file.buffer_budget_bytes) {
+        if !(1 << 20..=1 << 40).contains(&m) {
+            return Err(format!(
+                "key `buffer_budget_bytes`: {m} is out of range; expected 1048576 to 1099511627776"
+            ));
+        }
+        c.buffer_budget_bytes = m;
+    }
+    if let Some(m) = o.max_dynamic_listeners.or(file.max_dynamic_listeners) {
+        if m > 60_000 {
+            return Err(format!(
+                "key `max_dynamic_listeners`: {m} is out of range; expected 0 to 60000"
+            ));
+        }
+        c.max_dynamic_listeners = m;
+    }
+    if let Some(h) = o.upstream_hosts.take().or(file.upstream_hosts.take()) {
+        c.upstream_hosts = Some(h);
+    }
+    if let Some(a) = o.allow_link_local.or(file.allow_link_local) {
+        c.allow_link_local = a;
+    }
+    if let Some(v) = o.splice.or(file.splice) {
+        c.splice = v;
+    }
+    if let Some(n) = o.worker_threads.or(file.worker_threads) {
+        if !(1..=256).contains(&n) {
+            return Err(format!(
+                "key `worker_threads`: {n} is out of range; expected 1 to 256"
+            ));
+        }
+        c.worker_threads = n;
+    }
+    Ok(())
 }
 
 /// `--static-listener UPSTREAM=BIND[=ADVERTISED]`.
@@ -326,12 +357,14 @@ fn parse_static_flag(s: &str) -> Result<FileStatic, String> {
             bind: b.to_string(),
             advertised: None,
             tls: None,
+            proxy_protocol: None,
         }),
         [u, b, a] => Ok(FileStatic {
             upstream: u.to_string(),
             bind: b.to_string(),
             advertised: Some(a.to_string()),
             tls: None,
+            proxy_protocol: None,
         }),
         _ => Err(format!(
             "--static-listener `{s}`: expected UPSTREAM_HOST:PORT=BIND_HOST:PORT[=ADVERTISED_HOST:PORT]"

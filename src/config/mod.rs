@@ -5,6 +5,7 @@
 mod check;
 mod cli;
 mod file;
+pub mod listeners;
 mod ops;
 mod sasl;
 mod tls;
@@ -13,6 +14,7 @@ pub use crate::tls::material::Passphrase;
 pub use check::check_material;
 pub use cli::{CheckArgs, RunArgs};
 pub use file::FileConfig;
+pub use listeners::{BrokerPattern, ProxyMode, SniConfig};
 pub use sasl::{AwsOptions, Mechanism, SaslConfig, Secret};
 pub use tls::{DownstreamTlsConfig, UpstreamTlsConfig};
 
@@ -86,6 +88,8 @@ pub struct StaticListener {
     pub advertised: HostPort,
     /// Overrides `downstream_tls` for this listener.
     pub tls: Option<bool>,
+    /// Overrides the top-level `proxy_protocol` for this listener.
+    pub proxy_protocol: Option<ProxyMode>,
 }
 
 /// Connection-storm control toward each upstream broker: a token bucket
@@ -138,6 +142,11 @@ pub struct Config {
     pub dynamic_listeners: bool,
     pub port_range: Option<(u16, u16)>,
     pub static_listeners: Vec<StaticListener>,
+    /// PROXY protocol on the bootstrap and dynamic listeners (static
+    /// listeners and `[sni]` may override it).
+    pub proxy_protocol: ProxyMode,
+    /// One TLS port for every broker, routed by SNI.
+    pub sni: Option<SniConfig>,
     pub dial: Vec<DialMapping>,
     pub max_frame_bytes: usize,
     pub max_in_flight: usize,
@@ -203,6 +212,8 @@ impl Config {
             dynamic_listeners: true,
             port_range: None,
             static_listeners: Vec::new(),
+            proxy_protocol: ProxyMode::Off,
+            sni: None,
             dial: Vec::new(),
             max_frame_bytes: DEFAULT_MAX_FRAME,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,

@@ -155,3 +155,38 @@ fn storm_limits_default_under_msk_and_come_from_file_and_flags() {
         assert!(e.contains(key), "{e}");
     }
 }
+
+#[test]
+fn proxy_protocol_per_listener_and_flag() {
+    let f = file(
+        "bootstrap = [\"a:1\"]\nproxy_protocol = \"optional\"\n[[static_listeners]]\nupstream = \"b:2\"\nbind = \"127.0.0.1:20001\"\nproxy_protocol = \"required\"\n",
+    )
+    .unwrap();
+    let c = build(f, Overrides::default(), "f").unwrap();
+    assert_eq!(c.proxy_protocol, ProxyMode::Optional);
+    assert_eq!(c.static_listeners[0].proxy_protocol, Some(ProxyMode::Required));
+    let f = file("bootstrap = [\"a:1\"]\nproxy_protocol = \"optional\"\n").unwrap();
+    let o = Overrides {
+        proxy_protocol: Some("off".into()),
+        ..Default::default()
+    };
+    assert_eq!(build(f, o, "f").unwrap().proxy_protocol, ProxyMode::Off);
+    let f = file("bootstrap = [\"a:1\"]\nproxy_protocol = \"v2\"\n").unwrap();
+    let e = build(f, Overrides::default(), "f").unwrap_err();
+    assert!(e.contains("key `proxy_protocol`") && e.contains("`v2`"), "{e}");
+    let f = file("bootstrap = [\"a:1\"]\n[[static_listeners]]\nupstream = \"b:2\"\nbind = \"127.0.0.1:1\"\nproxy_protocol = \"yes\"\n").unwrap();
+    let e = build(f, Overrides::default(), "f").unwrap_err();
+    assert!(e.contains("static_listeners[0].proxy_protocol"), "{e}");
+}
+
+#[test]
+fn sni_section_needs_downstream_tls() {
+    let f = file(
+        "bootstrap = [\"a:1\"]\n[sni]\nlisten = \"127.0.0.1:29092\"\nbootstrap_name = \"boot.example.internal\"\nbroker_pattern = \"b-{node_id}.example.internal\"\n",
+    )
+    .unwrap();
+    let e = build(f, Overrides::default(), "f").unwrap_err();
+    assert!(e.contains("plaintext carries no server name"), "{e}");
+    let e = file("bootstrap = [\"a:1\"]\n[sni]\nport = 1\n").unwrap_err();
+    assert!(e.contains("unknown field `port`"), "{e}");
+}

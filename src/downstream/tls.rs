@@ -14,7 +14,7 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, ServerC
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tracing::warn;
 
 pub struct DownstreamTls {
@@ -53,6 +53,40 @@ impl DownstreamTls {
         Ok(DownstreamTls { config })
     }
 
+    /// The SNI port: reads the ClientHello, asks `route` about its server
+    /// name, and either completes the handshake or refuses the client
+    /// with a fatal TLS alert (access_denied). Nothing is ever sent
+    /// upstream for a refused name. Returns the stream, the identity and
+    /// what `route` decided.
+    pub async fn accept_routed<T>(
+        &self,
+        tcp: TcpStream,
+        route: impl FnOnce(Option<&str>) -> Result<T, String>,
+    ) -> Result<(TlsStream<TcpStream>, Option<Identity>, T), Option<String>> {
+        not_tls(&tcp).await?;
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+            .await
+            .map_err(|e| Some(format!("client TLS handshake failed: {}", describe_io(&e))))?;
+        let decided = route(start.client_hello().server_name());
+        let current = self.config.current();
+        let t = match decided {
+            Ok(t) => t,
+            Err(why) => {
+                let mut refuse = current.as_ref().as_ref().clone();
+                refuse.cert_resolver = Arc::new(Refuse);
+                // Fails at once with access_denied, which is written out.
+                let _ = start.into_stream(Arc::new(refuse)).await;
+                return Err(Some(why));
+            }
+        };
+        let s = start
+            .into_stream(current.as_ref().clone())
+            .await
+            .map_err(|e| Some(format!("client TLS handshake failed: {}", describe_io(&e))))?;
+        let id = peer_identity(&s);
+        Ok((s, id, t))
+    }
+
     /// Completes the handshake; returns the stream and the verified client
     /// identity, if a certificate was presented.
     /// `Err(None)`: the peer left without sending anything (a TCP health
@@ -62,27 +96,43 @@ impl DownstreamTls {
         tcp: TcpStream,
     ) -> Result<(TlsStream<TcpStream>, Option<Identity>), Option<String>> {
         let acceptor = TlsAcceptor::from(self.config.current().as_ref().clone());
-        let mut first = [0u8; 1];
-        match tcp.peek(&mut first).await {
-            Ok(0) => return Err(None),
-            Ok(_) if first[0] != 0x16 => {
-                return Err(Some(
-                    "client did not start a TLS handshake (a plaintext client on a TLS listener? set security.protocol=SSL)".into(),
-                ))
-            }
-            _ => {}
-        }
+        not_tls(&tcp).await?;
         let s = acceptor.accept(tcp).await.map_err(|e| {
             let why = describe_io(&e);
             Some(format!("client TLS handshake failed: {why}"))
         })?;
-        let id = s
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(identity);
+        let id = peer_identity(&s);
         Ok((s, id))
+    }
+}
+
+/// `Err(None)`: the peer left silently; `Err(Some)`: not a handshake.
+async fn not_tls(tcp: &TcpStream) -> Result<(), Option<String>> {
+    let mut first = [0u8; 1];
+    match tcp.peek(&mut first).await {
+        Ok(0) => Err(None),
+        Ok(_) if first[0] != 0x16 => Err(Some(
+            "client did not start a TLS handshake (a plaintext client on a TLS listener? set security.protocol=SSL)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn peer_identity(s: &TlsStream<TcpStream>) -> Option<Identity> {
+    s.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(identity)
+}
+
+/// Resolves no certificate: the handshake ends with a fatal alert.
+#[derive(Debug)]
+struct Refuse;
+
+impl rustls::server::ResolvesServerCert for Refuse {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        None
     }
 }
 
@@ -110,11 +160,16 @@ impl ClientCertVerifier for AllowList {
             .map(|i| i.subject.clone())
             .unwrap_or_else(|| "<unparseable>".into());
         if let Err(e) = self.inner.verify_client_cert(end_entity, intermediates, now) {
-            warn!(%subject, cause = %crate::tls::describe::describe(&e), "client certificate rejected");
+            let cause = crate::tls::describe::describe(&e);
+            if let Some(suppressed) = crate::logs::allow(&format!("cert:{subject}:{cause}")) {
+                warn!(%subject, %cause, suppressed, "client certificate rejected");
+            }
             return Err(e);
         }
         if !self.allowed.is_empty() && !id.as_ref().is_some_and(|i| i.allowed_by(&self.allowed)) {
-            warn!(%subject, allowed = ?self.allowed, "client certificate rejected: subject not on the allow-list");
+            if let Some(suppressed) = crate::logs::allow(&format!("cert:{subject}:allow-list")) {
+                warn!(%subject, allowed = ?self.allowed, suppressed, "client certificate rejected: subject not on the allow-list");
+            }
             return Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             ));

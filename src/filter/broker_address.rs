@@ -62,12 +62,9 @@ impl Filter for BrokerAddress {
         let ResponseAction::Rewrite(kind) = response_action(h.api_key, h.api_version) else {
             return Ok(None);
         };
-        let known = KnownOnly(self.mapper.as_ref());
-        let mapper: &dyn BrokerMapper = if self.stale(conn) {
-            &known
-        } else {
-            self.mapper.as_ref()
-        };
+        let base = conn.broker_mapper().unwrap_or(self.mapper.as_ref());
+        let known = KnownOnly(base);
+        let mapper: &dyn BrokerMapper = if self.stale(conn) { &known } else { base };
         let out = rewrite(kind, frame, h.api_key, h.api_version, mapper).map_err(|e| {
             FilterError::MalformedResponse {
                 api_key: h.api_key,
@@ -87,12 +84,9 @@ impl Filter for BrokerAddress {
         h: &RequestHeader,
         tail: &[u8],
     ) -> Result<Option<BytesMut>, FilterError> {
-        let known = KnownOnly(self.mapper.as_ref());
-        let mapper: &dyn BrokerMapper = if self.stale(conn) {
-            &known
-        } else {
-            self.mapper.as_ref()
-        };
+        let base = conn.broker_mapper().unwrap_or(self.mapper.as_ref());
+        let known = KnownOnly(base);
+        let mapper: &dyn BrokerMapper = if self.stale(conn) { &known } else { base };
         let out = rewrite_fetch_tail(tail, mapper).map_err(|e| FilterError::MalformedResponse {
             api_key: h.api_key,
             api_version: h.api_version,

@@ -125,6 +125,11 @@ pub trait Conn: Send + Sync {
     fn identity(&self) -> Option<&str>;
     /// The broker this connection reaches, once connected.
     fn broker(&self) -> Option<HostPort>;
+    /// Where this connection's listener sends clients, when it differs
+    /// from the chain's (the SNI port advertises per-broker names).
+    fn broker_mapper(&self) -> Option<&dyn crate::rewrite::BrokerMapper> {
+        None
+    }
     fn session_lifetime_ms(&self) -> i64;
     fn set_session_lifetime_ms(&self, ms: i64);
     fn reauth_due(&self) -> Option<Instant>;

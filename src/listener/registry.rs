@@ -16,6 +16,7 @@ use tracing::{info, warn};
 pub struct NewListener {
     pub socket: StdListener,
     pub target: Target,
+    pub proxy: crate::config::ProxyMode,
 }
 
 /// A broker whose listener could not be created: retried with back-off,
@@ -94,6 +95,7 @@ impl Registry {
             let _ = spawn.send(NewListener {
                 socket,
                 target: Target::Broker(slot.clone()),
+                proxy: s.proxy_protocol.unwrap_or(config.proxy_protocol),
             });
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
@@ -159,7 +161,26 @@ impl Registry {
         crate::metrics::get()
             .listeners_failing
             .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        refused(node_id, why)
+        refused("bind", node_id, why)
+    }
+
+    /// The upstream probe's broker list (from the bootstrap servers, the
+    /// cluster's own answer) no longer names these failed brokers: they stop
+    /// counting against readiness. Client connections' lists are not used,
+    /// since brokers can briefly disagree about membership.
+    pub fn forget_unlisted(&self, node_ids: &[i32]) {
+        let mut inner = self.lock();
+        let before = inner.failed.len();
+        inner.failed.retain(|id, _| node_ids.contains(id));
+        if inner.failed.len() != before {
+            info!(
+                forgotten = before - inner.failed.len(),
+                "brokers no longer in the cluster's list: their listener failures are forgotten"
+            );
+            crate::metrics::get()
+                .listeners_failing
+                .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Why kgate is not fully serving, if a broker has no listener.
@@ -233,6 +254,7 @@ impl Registry {
             .send(NewListener {
                 socket,
                 target: Target::Broker(slot.clone()),
+                proxy: c.proxy_protocol,
             })
             .map_err(|_| MapError("kgate is shutting down".into()))?;
         Ok(slot)
@@ -288,15 +310,53 @@ pub fn valid_host(host: &str) -> bool {
         })
 }
 
-fn refused(node_id: i32, why: String) -> MapError {
+/// Counts and logs a refused broker. Every Metadata response names the
+/// broker again, and a hostile one can name thousands: the log is
+/// rate-limited per cause, not per broker.
+fn refused(cause: &str, node_id: i32, why: String) -> MapError {
     crate::metrics::get()
         .dynamic_listeners_refused
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // Every Metadata response names the broker again: log it once a while.
-    if let Some(suppressed) = crate::logs::allow(&format!("refused:{node_id}")) {
+    if let Some(suppressed) = crate::logs::allow(&format!("refused:{cause}")) {
         warn!(node_id, suppressed, "{why}");
     }
     MapError(why)
+}
+
+impl Registry {
+    /// The checks every broker address from the cluster passes before
+    /// kgate would dial it: a valid host, the upstream allow-list, a port.
+    pub fn check_upstream(&self, node_id: i32, host: &str, port: i32) -> Result<HostPort, MapError> {
+        if !valid_host(host) {
+            return Err(refused(
+                "invalid-host",
+                node_id,
+                format!(
+                    "broker {node_id} has an invalid host {:?}; not dialled",
+                    clip(host)
+                ),
+            ));
+        }
+        let allowed = match self.allow.read() {
+            Ok(a) => a.check(host),
+            Err(p) => p.into_inner().check(host),
+        };
+        if let Err(why) = allowed {
+            return Err(refused(
+                "allow-list",
+                node_id,
+                format!("broker {node_id} at {}:{port} is not dialled: {why}", clip(host)),
+            ));
+        }
+        let port16 = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+            refused(
+                "invalid-port",
+                node_id,
+                format!("broker {node_id} has invalid port {port}"),
+            )
+        })?;
+        Ok(HostPort::new(host, port16))
+    }
 }
 
 impl BrokerMapper for Registry {
@@ -313,30 +373,7 @@ impl BrokerMapper for Registry {
     }
 
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
-        if !valid_host(host) {
-            return Err(refused(
-                node_id,
-                format!(
-                    "broker {node_id} has an invalid host {:?}; not dialled",
-                    clip(host)
-                ),
-            ));
-        }
-        let allowed = match self.allow.read() {
-            Ok(a) => a.check(host),
-            Err(p) => p.into_inner().check(host),
-        };
-        if let Err(why) = allowed {
-            return Err(refused(
-                node_id,
-                format!("broker {node_id} at {}:{port} is not dialled: {why}", clip(host)),
-            ));
-        }
-        let port16 = u16::try_from(port)
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| refused(node_id, format!("broker {node_id} has invalid port {port}")))?;
-        let upstream = HostPort::new(host, port16);
+        let upstream = self.check_upstream(node_id, host, port)?;
         let mut inner = self.lock();
         if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
             inner.by_node.entry(node_id).or_insert_with(|| slot.clone());
@@ -361,6 +398,7 @@ impl BrokerMapper for Registry {
         }
         if inner.dynamic >= self.config.max_dynamic_listeners {
             return Err(refused(
+                "cap",
                 node_id,
                 format!(
                     "broker {node_id} at {upstream} gets no listener: max_dynamic_listeners ({}) reached",

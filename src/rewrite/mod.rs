@@ -30,6 +30,9 @@ pub struct Advertised {
 pub trait BrokerMapper: Send + Sync {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError>;
 
+    /// Called with every node id of a complete broker list (Metadata).
+    fn listed(&self, _node_ids: &[i32]) {}
+
     /// The listener node `node_id` already has, without creating or
     /// re-pointing one: for responses from a cluster kgate is switching
     /// away from (see `upstream::cluster`).
@@ -98,8 +101,10 @@ fn broker_array(
     };
     let mut out = BytesMut::with_capacity(n.min(1024) * 32);
     let mut kept = 0usize;
+    let mut listed = Vec::with_capacity(n.min(1024));
     for _ in 0..n {
         let node_id = r.i32()?;
+        listed.push(node_id);
         let host = r.any_string(compact)?;
         let port = r.i32()?;
         let after = r.pos();
@@ -125,6 +130,7 @@ fn broker_array(
         }
         out.put_slice(r.slice(after, r.pos()));
     }
+    mapper.listed(&listed);
     sp.copy_until(count_at);
     if compact {
         crate::protocol::wire::put_uvarint(sp.out(), kept as u32 + 1);

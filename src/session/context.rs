@@ -35,7 +35,10 @@ pub struct Context {
     pub id: u64,
     pub listener: String,
     pub client: SocketAddr,
+    /// The listener's target (for an SNI port, `Target::Sni`).
     pub target: Target,
+    /// Where this connection goes, once its SNI name decided it.
+    routed: std::sync::OnceLock<Target>,
     pub stats: Arc<ListenerStats>,
     session_lifetime_ms: AtomicI64,
     cluster_generation: AtomicU64,
@@ -54,6 +57,7 @@ impl Context {
             listener,
             client,
             target,
+            routed: std::sync::OnceLock::new(),
             session_lifetime_ms: AtomicI64::new(0),
             cluster_generation: AtomicU64::new(0),
             inner: Mutex::new(Mutable::default()),
@@ -77,6 +81,17 @@ impl Context {
 
     pub fn tls(&self) -> Option<ClientTls> {
         self.lock().tls.clone()
+    }
+
+    /// Records where an SNI name routed this connection.
+    pub fn set_routed(&self, t: Target) {
+        let _ = self.routed.set(t);
+    }
+
+    /// The target upstream connections use: the SNI route, or the
+    /// listener's own target.
+    pub fn routed(&self) -> &Target {
+        self.routed.get().unwrap_or(&self.target)
     }
 
     pub fn set_broker(&self, b: HostPort) {
@@ -110,6 +125,12 @@ impl Conn for Context {
     }
     fn broker(&self) -> Option<HostPort> {
         self.lock().broker.clone()
+    }
+    fn broker_mapper(&self) -> Option<&dyn crate::rewrite::BrokerMapper> {
+        match &self.target {
+            Target::Sni(r) => Some(r.mapper()),
+            _ => None,
+        }
     }
     fn session_lifetime_ms(&self) -> i64 {
         self.session_lifetime_ms.load(Relaxed)

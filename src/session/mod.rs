@@ -82,10 +82,32 @@ async fn accept_tls(shared: &Shared, client: TcpStream, ctx: &Context) -> Result
     else {
         return Ok(Stream::Plain(client));
     };
-    let (s, identity) = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(client))
-        .await
-        .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
-        .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?;
+    let (s, identity) = match &ctx.target {
+        Target::Sni(routes) => {
+            let accept = tls.accept_routed(client, |name| {
+                routes.resolve(name).map_err(|why| {
+                    crate::metrics::get().sni_routes.add("refused", 1);
+                    format!("SNI name {:?} refused: {why}", name.unwrap_or("<none>"))
+                })
+            });
+            let (s, identity, routed) = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept)
+                .await
+                .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
+                .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?;
+            let kind = if matches!(routed, Target::Bootstrap) {
+                "bootstrap"
+            } else {
+                "broker"
+            };
+            crate::metrics::get().sni_routes.add(kind, 1);
+            ctx.set_routed(routed);
+            (s, identity)
+        }
+        _ => tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(client))
+            .await
+            .map_err(|_| SessionError::Tls("client TLS handshake timed out".into()))?
+            .map_err(|e| e.map_or(SessionError::ClientGone, SessionError::Tls))?,
+    };
     let sni = s.get_ref().1.server_name().map(str::to_string);
     let span = tracing::Span::current();
     if let Some(id) = &identity {
@@ -119,15 +141,19 @@ async fn drive(
     };
     m.on(Event::FirstRequest)?;
     let c: &Connector = &shared.connector;
-    if let Target::Broker(slot) = &ctx.target {
-        if slot.generation() != shared.registry.generation() {
+    if let Target::Broker(slot) = ctx.routed() {
+        if slot.generation() != 0 && slot.generation() != shared.registry.generation() {
             shared.refresh_brokers(slot).await;
             if slot.generation() != shared.registry.generation() {
                 return Err(SessionError::StaleBroker(slot.bind.to_string()));
             }
         }
     }
-    let mut up = c.open(&ctx.target.route()).await?;
+    let route = ctx
+        .routed()
+        .route()
+        .ok_or_else(|| SessionError::Tls("SNI connection without a route".into()))?;
+    let mut up = c.open(&route).await?;
     ctx.set_broker(up.broker.clone());
     ctx.set_cluster_generation(up.cluster.0.generation);
     let span = tracing::Span::current();
@@ -200,10 +226,13 @@ fn log_end(e: &SessionError, state: State, listener: &str) {
             debug!(%state, error = %e, "connection closed")
         }
         _ => {
-            // One line per listener and cause every few seconds, with a count.
-            if let Some(suppressed) =
-                crate::logs::allow(&format!("{listener}:{}", e.protocol_kind().unwrap_or(e.kind())))
-            {
+            // A few lines per listener and cause every few seconds, with a
+            // count. Frame errors carry wire numbers: keyed by their kind.
+            let cause = match e.protocol_kind() {
+                Some(kind) => kind.to_string(),
+                None => e.to_string().chars().take(80).collect(),
+            };
+            if let Some(suppressed) = crate::logs::allow(&format!("{listener}:{cause}")) {
                 warn!(%state, error = %e, suppressed, "closing connection");
             }
         }

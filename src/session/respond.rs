@@ -82,54 +82,58 @@ where
                 }
             }
         };
+        s.handle(pending, in_flight).await?;
+    }
+}
+
+impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + AsTcp> Responses<'_, R, W> {
+    /// Produces what one pending entry stands for, in order.
+    async fn handle(&mut self, pending: Pending, in_flight: &AtomicUsize) -> Result<(), SessionError> {
         match pending {
-            Pending::Local(bytes) => s.batch.push(bytes),
+            Pending::Local(bytes) => self.batch.push(bytes),
             Pending::Barrier(done) => {
-                s.flush().await?;
+                self.flush().await?;
                 let _ = done.send(());
             }
             Pending::Internal {
                 correlation_id,
                 reply,
             } => {
-                s.flush().await?;
+                self.flush().await?;
                 let h = RequestHeader {
                     api_key: -1,
                     api_version: -1,
                     correlation_id,
                 };
-                let total = s.head(&h).await?;
-                s.upstream
+                let total = self.head(&h).await?;
+                self.upstream
                     .ensure(total)
                     .await
                     .map_err(SessionError::UpstreamFrame)?;
-                let _ = reply.send(s.upstream.take(total));
+                let _ = reply.send(self.upstream.take(total));
             }
             Pending::Expect {
                 header,
                 plan,
                 sent_at,
             } => {
-                let total = s.head(&header).await?;
-                s.one(&header, &plan, total).await?;
+                let total = self.head(&header).await?;
+                self.one(&header, &plan, total).await?;
                 in_flight.fetch_sub(1, Relaxed);
                 let m = metrics::get();
                 let slot = metrics::slot(header.api_key);
                 m.responses[slot].fetch_add(1, Relaxed);
                 m.latency[slot].observe(sent_at.elapsed());
-                p.ctx
-                    .stats
-                    .bytes_broker_to_client
-                    .fetch_add(total as u64, Relaxed);
-                if s.batch.full() {
-                    s.flush().await?;
+                let stats = &self.p.ctx.stats;
+                stats.bytes_broker_to_client.fetch_add(total as u64, Relaxed);
+                if self.batch.full() {
+                    self.flush().await?;
                 }
             }
         }
+        Ok(())
     }
-}
 
-impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + AsTcp> Responses<'_, R, W> {
     async fn flush(&mut self) -> Result<(), SessionError> {
         self.batch
             .flush(&mut self.client)

@@ -3,7 +3,7 @@
 //! stands for). Listeners create targets; sessions route by them.
 
 use crate::config::HostPort;
-use crate::rewrite::Advertised;
+use crate::rewrite::{Advertised, BrokerMapper};
 use crate::upstream::dial::Route;
 use std::sync::{Arc, RwLock};
 
@@ -46,11 +46,26 @@ impl BrokerSlot {
     }
 }
 
+/// The one SNI-routed TLS port: the client's server name picks the
+/// target, and responses advertise the per-broker names on that port.
+/// Implemented by the listener layer (`listener::sni`).
+pub trait SniRoutes: Send + Sync + std::fmt::Debug {
+    /// The target a server name reaches; `Err(why)` refuses the client.
+    fn resolve(&self, name: Option<&str>) -> Result<Target, String>;
+    /// Where responses on this port send clients.
+    fn mapper(&self) -> &dyn BrokerMapper;
+    /// The port's bind address (logs, metrics).
+    fn bind(&self) -> &HostPort;
+}
+
 /// What a listener forwards to.
 #[derive(Debug, Clone)]
 pub enum Target {
     Bootstrap,
     Broker(Arc<BrokerSlot>),
+    /// Decided per connection by the client's SNI name, before anything
+    /// goes upstream.
+    Sni(Arc<dyn SniRoutes>),
 }
 
 impl Target {
@@ -59,14 +74,17 @@ impl Target {
         match self {
             Target::Broker(s) => s.tls.unwrap_or(default),
             Target::Bootstrap => default,
+            Target::Sni(_) => true,
         }
     }
 
-    /// Where the upstream connection must go now.
-    pub fn route(&self) -> Route {
+    /// Where the upstream connection must go now; `None` for an SNI port
+    /// whose client has not been routed (never a default broker).
+    pub fn route(&self) -> Option<Route> {
         match self {
-            Target::Bootstrap => Route::Bootstrap,
-            Target::Broker(s) => Route::Broker(s.upstream()),
+            Target::Bootstrap => Some(Route::Bootstrap),
+            Target::Broker(s) => Some(Route::Broker(s.upstream())),
+            Target::Sni(_) => None,
         }
     }
 
@@ -74,6 +92,7 @@ impl Target {
         match self {
             Target::Bootstrap => "bootstrap".into(),
             Target::Broker(s) => format!("{}:{}", s.bind.host, s.bind.port),
+            Target::Sni(r) => format!("sni:{}", r.bind()),
         }
     }
 }

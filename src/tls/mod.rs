@@ -5,6 +5,7 @@
 pub mod describe;
 pub mod identity;
 pub mod material;
+pub mod names;
 pub mod reload;
 pub mod stream;
 

@@ -380,13 +380,19 @@ def test_guide_snippets_parse() -> None:
         except json.JSONDecodeError as e:
             pytest.fail(f"{where}: {e}", pytrace=False)
     # The ClickHouse settings the guide promises, spelled as ClickHouse wants them.
-    ch = [ET.fromstring(b) for _, b in xml_blocks if "<kafka>" in b]
+    ch = [ET.fromstring(b) for w, b in xml_blocks if "<kafka>" in b and w.startswith("cross-account.md")]
     assert ch
     kafka = ch[0].find("kafka")
     for k in ("security_protocol", "ssl_ca_location", "ssl_certificate_location", "ssl_key_location",
               "ssl_key_password"):
         assert kafka.find(k) is not None, k
-    druid = [json.loads(b) for _, b in json_blocks if '"consumerProperties"' in b]
+    druid = [json.loads(b) for w, b in json_blocks if '"consumerProperties"' in b and w.startswith("cross-account.md")]
     assert druid
     props = druid[0]["spec"]["ioConfig"]["consumerProperties"]
     assert props["security.protocol"] == "SSL" and props["bootstrap.servers"].endswith(":19092")
+    # The SNI variant: TLS (SNI needs it) to the bootstrap name on the one port.
+    sni_ch = [ET.fromstring(b) for w, b in xml_blocks if "<kafka>" in b and w.startswith("cross-account-sni.md")]
+    assert sni_ch and sni_ch[0].find("kafka").find("security_protocol").text == "ssl"
+    sni_druid = [json.loads(b) for w, b in json_blocks if '"consumerProperties"' in b and w.startswith("cross-account-sni.md")]
+    sp = sni_druid[0]["spec"]["ioConfig"]["consumerProperties"]
+    assert sp["security.protocol"] == "SSL" and sp["bootstrap.servers"] == "bootstrap.kafka.analytics.internal:9094"

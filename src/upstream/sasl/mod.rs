@@ -148,65 +148,46 @@ impl Authenticator {
         self.cfg.mechanism
     }
 
-    /// Authenticates (or re-authenticates) the connection behind `t` as
-    /// `broker_host`, the broker's real name.
-    pub async fn authenticate<T: Transport + Send>(
-        &self,
-        t: &mut T,
-        broker_host: &str,
-    ) -> Result<Outcome, SaslError> {
-        let m = self.cfg.mechanism;
-        let name = m.wire_name();
-        let local = |cause: String| SaslError::Local {
+    /// SaslHandshake, with the broker's error reported as it is.
+    async fn handshake<T: Transport + Send>(&self, t: &mut T, broker_host: &str) -> Result<(), SaslError> {
+        let name = self.cfg.mechanism.wire_name();
+        let (code, offered) = t.handshake(name).await.map_err(|cause| SaslError::Transport {
             mechanism: name,
             broker: broker_host.to_string(),
             cause,
-        };
-        let transport = |cause: String| SaslError::Transport {
-            mechanism: name,
-            broker: broker_host.to_string(),
-            cause,
-        };
-
-        let (code, offered) = t.handshake(name).await.map_err(transport)?;
+        })?;
         let offered: Vec<String> = offered.iter().take(16).map(|o| clip(o)).collect();
-        if code == UNSUPPORTED_SASL_MECHANISM {
-            return Err(SaslError::Unsupported {
+        let broker = broker_host.to_string();
+        match code {
+            0 => Ok(()),
+            UNSUPPORTED_SASL_MECHANISM => Err(SaslError::Unsupported {
                 mechanism: name,
-                broker: broker_host.to_string(),
+                broker,
                 offered,
-            });
-        }
-        if code != 0 {
-            return Err(SaslError::Handshake {
+            }),
+            _ => Err(SaslError::Handshake {
                 mechanism: name,
-                broker: broker_host.to_string(),
+                broker,
                 code,
                 name: error_name(code),
                 offered,
-            });
+            }),
         }
+    }
+
+    fn password(&self) -> Result<String, String> {
+        let secret = self.cfg.password.as_ref().ok_or("no password configured")?;
+        read_secret(secret)
+    }
+
+    /// The client's first SaslAuthenticate payload (and the SCRAM state
+    /// that continues the exchange).
+    async fn first_message(&self, broker_host: &str) -> Result<(Vec<u8>, Option<scram::Scram>), String> {
+        let m = self.cfg.mechanism;
         let user = self.cfg.username.clone().unwrap_or_default();
-        let mut scram = None;
-        let first = match m {
-            Mechanism::Plain => {
-                let pass = read_secret(
-                    self.cfg
-                        .password
-                        .as_ref()
-                        .ok_or_else(|| local("no password configured".into()))?,
-                )
-                .map_err(local)?;
-                format!("\0{user}\0{pass}").into_bytes()
-            }
+        match m {
+            Mechanism::Plain => Ok((format!("\0{user}\0{}", self.password()?).into_bytes(), None)),
             Mechanism::ScramSha256 | Mechanism::ScramSha512 => {
-                let pass = read_secret(
-                    self.cfg
-                        .password
-                        .as_ref()
-                        .ok_or_else(|| local("no password configured".into()))?,
-                )
-                .map_err(local)?;
                 let nonce: String = rand::rng()
                     .sample_iter(rand::distr::Alphanumeric)
                     .take(24)
@@ -217,29 +198,40 @@ impl Authenticator {
                 } else {
                     scram::Hash::Sha512
                 };
-                let s = scram::Scram::new(h, &user, &pass, nonce);
-                let first = s.client_first();
-                scram = Some(s);
-                first
+                let s = scram::Scram::new(h, &user, &self.password()?, nonce);
+                Ok((s.client_first(), Some(s)))
             }
             Mechanism::MskIam | Mechanism::OauthBearer => {
-                let creds = self
-                    .creds
-                    .as_ref()
-                    .ok_or_else(|| local("no AWS credential provider".into()))?;
+                let creds = self.creds.as_ref().ok_or("no AWS credential provider")?;
                 let keys = creds
                     .get()
                     .await
-                    .map_err(|e| local(format!("no AWS credentials: {e}")))?;
-                let region = msk_iam::region_for(broker_host, self.cfg.region.as_deref()).map_err(local)?;
+                    .map_err(|e| format!("no AWS credentials: {e}"))?;
+                let region = msk_iam::region_for(broker_host, self.cfg.region.as_deref())?;
                 let signed = if m == Mechanism::MskIam {
                     msk_iam::try_iam_payload(&keys, &region, broker_host, SystemTime::now())
                 } else {
                     msk_iam::try_oauth_token(&keys, &region, SystemTime::now())
                         .map(|t| msk_iam::oauth_message(&t))
                 };
-                signed.map_err(|e| local(e.to_string()))?
+                Ok((signed.map_err(|e| e.to_string())?, None))
             }
+        }
+    }
+
+    /// Authenticates (or re-authenticates) the connection behind `t` as
+    /// `broker_host`, the broker's real name.
+    pub async fn authenticate<T: Transport + Send>(
+        &self,
+        t: &mut T,
+        broker_host: &str,
+    ) -> Result<Outcome, SaslError> {
+        let m = self.cfg.mechanism;
+        let name = m.wire_name();
+        let transport = |cause: String| SaslError::Transport {
+            mechanism: name,
+            broker: broker_host.to_string(),
+            cause,
         };
         let rejected = |code: i16, message: String| SaslError::Rejected {
             mechanism: name,
@@ -248,6 +240,15 @@ impl Authenticator {
             hint: hint(m, &message),
             message: clip(&message),
         };
+        self.handshake(t, broker_host).await?;
+        let (first, scram) = self
+            .first_message(broker_host)
+            .await
+            .map_err(|cause| SaslError::Local {
+                mechanism: name,
+                broker: broker_host.to_string(),
+                cause,
+            })?;
         let r = t.authenticate(first).await.map_err(transport)?;
         if r.error_code != 0 {
             return Err(rejected(r.error_code, r.error_message));
