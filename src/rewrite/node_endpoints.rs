@@ -3,6 +3,8 @@
 //! its length. Only when tag 0 is present is a new frame built.
 
 use super::{broker_array, BrokerMapper, RewriteError, Splice};
+use crate::protocol::fetch_scan::{FetchScan, Step};
+use crate::protocol::frame::LEN_PREFIX;
 use crate::protocol::wire::{put_uvarint, uvarint_len, Reader};
 use bytes::{BufMut, BytesMut};
 
@@ -40,33 +42,33 @@ pub fn rewrite_produce(
     rewrite_top_level_tags(frame, r, mapper)
 }
 
+/// A whole Fetch v16+ response: walked with the same scanner that finds a
+/// streamed response's tail (records skipped by their length), then the
+/// top-level tagged fields are rewritten.
 pub fn rewrite_fetch(
     frame: &[u8],
-    body: usize,
+    _body: usize,
     _version: i16,
     mapper: &dyn BrokerMapper,
 ) -> Result<Option<BytesMut>, RewriteError> {
-    let mut r = Reader::at(frame, body);
-    r.skip(4 + 2 + 4)?; // throttle_time_ms, error_code, session_id
-    let topics = r.array_len(true, 18)?.unwrap_or(0);
-    for _ in 0..topics {
-        r.skip(16)?; // topic_id (v13+)
-        let parts = r.array_len(true, 37)?.unwrap_or(0);
-        for _ in 0..parts {
-            r.skip(4 + 2 + 8 + 8 + 8)?;
-            if let Some(aborted) = r.array_len(true, 17)? {
-                for _ in 0..aborted {
-                    r.skip(16)?;
-                    r.skip_tagged_fields()?;
+    let mut scan = FetchScan::new();
+    // The scanner starts at the response header's tagged fields.
+    let mut pos = LEN_PREFIX + 4;
+    loop {
+        let rest = frame.get(pos..).unwrap_or_default();
+        match scan.step(rest, rest.len())? {
+            Step::Pass { head, records } => pos += head + records,
+            Step::Tail => return rewrite_top_level_tags(frame, Reader::at(frame, pos), mapper),
+            // The whole frame is at hand: the scanner errs rather than asks.
+            Step::NeedMore => {
+                return Err(crate::protocol::wire::WireError {
+                    what: "Fetch response ends inside a unit",
+                    offset: pos,
                 }
+                .into())
             }
-            r.i32()?; // preferred_read_replica
-            r.skip_bytes(true)?; // records: never copied
-            r.skip_tagged_fields()?;
         }
-        r.skip_tagged_fields()?;
     }
-    rewrite_top_level_tags(frame, r, mapper)
 }
 
 /// `r` stands at the top-level tagged-field section, which must end the
