@@ -217,7 +217,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// Copies the next `n` bytes to `w` in bounded chunks, without
-    /// assembling them. Returns after the last write (not flushed).
+    /// assembling them, and flushes the writer at the end.
     pub async fn copy_to<W: AsyncWrite + Unpin>(&mut self, mut n: usize, w: &mut W) -> Result<(), CopyError> {
         while n > 0 {
             if self.buf.is_empty() {
@@ -233,7 +233,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.buf.advance(k);
             n -= k;
         }
-        Ok(())
+        // The frame is out: a TLS writer must not keep its last record.
+        w.flush().await.map_err(CopyError::Write)
     }
 
     /// The length of the next frame if all of it is already buffered.

@@ -204,9 +204,6 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + AsTcp> Responses<'_, 
                 )
                 .await
                 .map_err(copy_err)?;
-                // Over TLS the last record may sit in the session's buffer
-                // until flushed; nothing else would push it out.
-                self.client.flush().await.map_err(SessionError::ClientIo)?;
             }
             ResponseNeed::Whole | ResponseNeed::FetchTail
                 if whole || plan.response == ResponseNeed::Whole =>
