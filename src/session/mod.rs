@@ -120,14 +120,17 @@ async fn accept_tls(shared: &Shared, client: TcpStream, ctx: &Context) -> Result
     Ok(Stream::Server(Box::new(s)))
 }
 
-/// `AwaitingRequest`, `Connecting` and `Authenticating`, then the pump.
+/// Client TLS and `AwaitingRequest`; then [`connect`].
 async fn drive(
     shared: &Shared,
     client: TcpStream,
     ctx: &Context,
     m: &mut Machine,
 ) -> Result<(), SessionError> {
-    let mut client = accept_tls(shared, client, ctx).await?;
+    // The TLS handshake and everything after the first request are boxed:
+    // an accepted connection that has sent nothing holds only this small
+    // future, so a connect flood costs little memory.
+    let mut client = Box::pin(accept_tls(shared, client, ctx)).await?;
     let mut stop = shared.shutdown.subscribe();
     let first = tokio::select! {
         r = first::first_request(&mut client, shared.config.first_request_timeout) => r?,
@@ -140,6 +143,16 @@ async fn drive(
         return Err(SessionError::ClientGone);
     };
     m.on(Event::FirstRequest)?;
+    Box::pin(connect(shared, (client, first), ctx, m)).await
+}
+
+/// `Connecting` and `Authenticating`, then the pump.
+async fn connect(
+    shared: &Shared,
+    (client, first): (Stream, bytes::BytesMut),
+    ctx: &Context,
+    m: &mut Machine,
+) -> Result<(), SessionError> {
     let c: &Connector = &shared.connector;
     if let Target::Broker(slot) = ctx.routed() {
         if slot.generation() != 0 && slot.generation() != shared.registry.generation() {

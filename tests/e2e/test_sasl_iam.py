@@ -449,7 +449,11 @@ def test_front_real_clients_reauthenticate(cluster, front, java_classes):
     on their own: no expired closes, no failures, no disconnects."""
     front.set_user("alice", "pw")
     front.set_secret(*ASIA[:2], token=ASIA[2], principal=ENV_PRINCIPAL)
-    secs = 12
+    # 6 s sessions: clients re-authenticate at 85-95% of the lifetime, and a
+    # 3 s session left a margin of ~150 ms that a loaded 2-core CI machine
+    # (Java, Python front and librdkafka at once) overran once.
+    front.set_lifetime_ms(6000)
+    secs = 21
     jaas = 'org.apache.kafka.common.security.plain.PlainLoginModule required username="alice" password="pw";'
     java = start_java_soak(java_classes, cluster.bootstrap, secs, 150, [
         "security.protocol=SASL_PLAINTEXT", "sasl.mechanism=PLAIN", f"sasl.jaas.config={jaas}"], "direct-plain")
