@@ -139,6 +139,11 @@ pub trait Conn: Send + Sync {
     fn cluster_generation(&self) -> u64 {
         0
     }
+    /// Who the client authenticated as (client SASL, or the mTLS subject
+    /// when configured as the principal); `None`: not authenticated.
+    fn principal(&self) -> Option<Arc<str>> {
+        None
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -98,16 +98,13 @@ impl Context {
         self.lock().broker = Some(b);
     }
 
-    /// Room for the identity issue: who the client authenticated as.
-    pub fn principal(&self) -> Option<Arc<str>> {
-        self.lock().principal.clone()
-    }
-
     /// The cluster generation the upstream connection belongs to.
     pub fn set_cluster_generation(&self, g: u64) {
         self.cluster_generation.store(g, Relaxed);
     }
 
+    /// Records who the client authenticated as; read through
+    /// [`Conn::principal`].
     pub fn set_principal(&self, p: &str) {
         self.lock().principal = Some(p.into());
     }
@@ -146,6 +143,9 @@ impl Conn for Context {
     }
     fn cluster_generation(&self) -> u64 {
         self.cluster_generation.load(Relaxed)
+    }
+    fn principal(&self) -> Option<Arc<str>> {
+        self.lock().principal.clone()
     }
 }
 
