@@ -270,6 +270,7 @@ async fn a_slow_tls_reader_gets_every_byte() {
         passphrase: None,
         client_ca_file: None,
         allowed_subjects: vec![],
+        principal: None,
     });
     let kg = start_with(c).await;
     let mut tls = tls_client(&pki.path().join("ca.pem"), kg.bootstrap).await;

@@ -58,6 +58,7 @@ fn config(cluster: &MockCluster, pki: &Path, sni_port: u16) -> Config {
         passphrase: None,
         client_ca_file: None,
         allowed_subjects: vec![],
+        principal: None,
     });
     c.sni = sni(
         FileSni {

@@ -266,6 +266,7 @@ impl RunArgs {
                 key_passphrase_env: self.downstream_key_passphrase_env,
                 client_ca_file: self.downstream_client_ca_file,
                 allowed_subjects: self.downstream_allowed_subjects,
+                principal: None,
             },
             ops: super::ops::OpsOverrides {
                 admin_listen: self.admin_listen,

@@ -405,7 +405,8 @@ fn merge_down(mut f: FileDownstreamTls, o: FileDownstreamTls) -> FileDownstreamT
         key_passphrase_file,
         key_passphrase_env,
         client_ca_file,
-        allowed_subjects
+        allowed_subjects,
+        principal
     );
     f
 }

@@ -16,7 +16,7 @@ pub use cli::{CheckArgs, RunArgs};
 pub use file::FileConfig;
 pub use listeners::{BrokerPattern, ProxyMode, SniConfig};
 pub use sasl::{AwsOptions, Mechanism, SaslConfig, Secret};
-pub use tls::{DownstreamTlsConfig, UpstreamTlsConfig};
+pub use tls::{DownstreamTlsConfig, PrincipalFrom, UpstreamTlsConfig};
 
 use std::fmt;
 use std::time::Duration;

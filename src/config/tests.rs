@@ -190,3 +190,45 @@ fn sni_section_needs_downstream_tls() {
     let e = file("bootstrap = [\"a:1\"]\n[sni]\nport = 1\n").unwrap_err();
     assert!(e.contains("unknown field `port`"), "{e}");
 }
+
+#[test]
+fn mtls_principal_needs_a_client_ca_and_a_known_part() {
+    let dir = std::env::temp_dir().join(format!("kgate-principal-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for n in ["c.pem", "k.pem", "ca.pem"] {
+        std::fs::write(dir.join(n), "x").unwrap();
+    }
+    let d = dir.display();
+    let base = format!(
+        "bootstrap = [\"a:1\"]\n[downstream_tls]\nenabled = true\ncert_file = \"{d}/c.pem\"\nkey_file = \"{d}/k.pem\"\n"
+    );
+    let e = build(
+        file(&format!("{base}principal = \"cn\"\n")).unwrap(),
+        Overrides::default(),
+        "f",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("downstream_tls.principal") && e.contains("client_ca_file"),
+        "{e}"
+    );
+    let with_ca = format!("{base}client_ca_file = \"{d}/ca.pem\"\n");
+    let e = build(
+        file(&format!("{with_ca}principal = \"ou\"\n")).unwrap(),
+        Overrides::default(),
+        "f",
+    )
+    .unwrap_err();
+    assert!(e.contains("\"ou\" is not one of"), "{e}");
+    let c = build(
+        file(&format!("{with_ca}principal = \"san_dns\"\n")).unwrap(),
+        Overrides::default(),
+        "f",
+    )
+    .unwrap();
+    assert_eq!(
+        c.downstream_tls.unwrap().principal,
+        Some(crate::config::PrincipalFrom::SanDns)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

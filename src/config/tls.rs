@@ -25,6 +25,8 @@ pub struct DownstreamTlsConfig {
     pub client_ca_file: Option<PathBuf>,
     /// Client CN or SAN DNS names allowed in (exact or `*` patterns).
     pub allowed_subjects: Vec<String>,
+    /// Which part of a verified client certificate names the principal.
+    pub principal: Option<PrincipalFrom>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -50,6 +52,7 @@ pub struct FileDownstreamTls {
     pub key_passphrase_env: Option<String>,
     pub client_ca_file: Option<PathBuf>,
     pub allowed_subjects: Option<Vec<String>>,
+    pub principal: Option<String>,
 }
 
 fn passphrase(
@@ -100,6 +103,34 @@ pub fn upstream(f: FileUpstreamTls) -> Result<Option<UpstreamTlsConfig>, String>
     }))
 }
 
+/// The part of a verified client certificate that becomes the principal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalFrom {
+    /// The subject's first common name.
+    Cn,
+    /// The first DNS name in the subject alternative names.
+    SanDns,
+}
+
+fn principal_from(s: &str, f: &FileDownstreamTls) -> Result<Option<PrincipalFrom>, String> {
+    let p = match f.principal.as_deref() {
+        None => return Ok(None),
+        Some("cn") => PrincipalFrom::Cn,
+        Some("san_dns") => PrincipalFrom::SanDns,
+        Some(other) => {
+            return Err(format!(
+                "key `{s}.principal`: {other:?} is not one of \"cn\", \"san_dns\""
+            ))
+        }
+    };
+    if f.client_ca_file.is_none() {
+        return Err(format!(
+            "key `{s}.principal`: needs `{s}.client_ca_file` to verify client certificates"
+        ));
+    }
+    Ok(Some(p))
+}
+
 pub fn downstream(f: FileDownstreamTls) -> Result<Option<DownstreamTlsConfig>, String> {
     if !f.enabled.unwrap_or(false) {
         return Ok(None);
@@ -112,6 +143,7 @@ pub fn downstream(f: FileDownstreamTls) -> Result<Option<DownstreamTlsConfig>, S
         exists(&format!("{s}.{k}"), &Some(v.clone()))?;
         Ok::<_, String>(v)
     };
+    let principal = principal_from(s, &f)?;
     let cert_file = need("cert_file", f.cert_file)?;
     let key_file = need("key_file", f.key_file)?;
     exists(&format!("{s}.client_ca_file"), &f.client_ca_file)?;
@@ -122,6 +154,7 @@ pub fn downstream(f: FileDownstreamTls) -> Result<Option<DownstreamTlsConfig>, S
         ));
     }
     Ok(Some(DownstreamTlsConfig {
+        principal,
         passphrase: passphrase(s, &f.key_passphrase_file, &f.key_passphrase_env)?,
         cert_file,
         key_file,

@@ -54,6 +54,7 @@ pub async fn run<G: Send + 'static>(
         cluster = tracing::field::Empty,
         identity = tracing::field::Empty,
         sni = tracing::field::Empty,
+        principal = tracing::field::Empty,
     );
     async {
         let mut machine = Machine::default();
@@ -112,6 +113,18 @@ async fn accept_tls(shared: &Shared, client: TcpStream, ctx: &Context) -> Result
     let span = tracing::Span::current();
     if let Some(id) = &identity {
         span.record("identity", tracing::field::display(&id.subject));
+    }
+    if let Some(from) = shared.config.downstream_tls.as_ref().and_then(|c| c.principal) {
+        let p = identity
+            .as_ref()
+            .and_then(|id| id.principal(from))
+            .ok_or_else(|| {
+                SessionError::Tls(format!(
+                    "client certificate names no principal ({from:?} configured by downstream_tls.principal)"
+                ))
+            })?;
+        span.record("principal", tracing::field::display(p));
+        ctx.set_principal(p);
     }
     if let Some(n) = &sni {
         span.record("sni", tracing::field::display(n));

@@ -63,6 +63,18 @@ pub fn glob(pattern: &str, s: &str) -> bool {
 }
 
 impl Identity {
+    /// The principal this certificate names: its first CN, or its first
+    /// SAN DNS name.
+    pub fn principal(&self, from: crate::config::PrincipalFrom) -> Option<&str> {
+        use crate::config::PrincipalFrom::*;
+        match from {
+            Cn => self.common_names.first(),
+            SanDns => self.dns_names.first(),
+        }
+        .map(String::as_str)
+        .filter(|n| !n.is_empty())
+    }
+
     /// True if any CN or SAN DNS name matches any pattern.
     pub fn allowed_by(&self, patterns: &[String]) -> bool {
         self.common_names
@@ -75,6 +87,26 @@ impl Identity {
 #[cfg(test)]
 mod tests {
     use super::glob;
+
+    #[test]
+    fn principal_from_cn_or_san() {
+        use crate::config::PrincipalFrom;
+        let id = super::Identity {
+            subject: "CN=svc-a,O=Example".into(),
+            common_names: vec!["svc-a".into()],
+            dns_names: vec!["svc-a.nomad.internal".into(), "other".into()],
+            serial: "01".into(),
+        };
+        assert_eq!(id.principal(PrincipalFrom::Cn), Some("svc-a"));
+        assert_eq!(id.principal(PrincipalFrom::SanDns), Some("svc-a.nomad.internal"));
+        let bare = super::Identity {
+            common_names: vec![],
+            dns_names: vec![],
+            ..id
+        };
+        assert_eq!(bare.principal(PrincipalFrom::Cn), None);
+        assert_eq!(bare.principal(PrincipalFrom::SanDns), None);
+    }
 
     #[test]
     fn globbing() {
