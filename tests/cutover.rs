@@ -37,6 +37,10 @@ async fn listeners(port: u16, corr: i32) -> BTreeSet<(String, i32, i32)> {
 /// the listener at `port`.
 async fn produce(port: i32, corr: i32, data: &'static [u8]) -> i16 {
     let mut s = TcpStream::connect(("127.0.0.1", port as u16)).await.unwrap();
+    produce_on(&mut s, corr, data).await
+}
+
+async fn produce_on(s: &mut TcpStream, corr: i32, data: &'static [u8]) -> i16 {
     let pd = produce_request::PartitionProduceData::default()
         .with_index(0)
         .with_records(Some(Bytes::from_static(data)));
@@ -47,7 +51,7 @@ async fn produce(port: i32, corr: i32, data: &'static [u8]) -> i16 {
         .with_acks(-1)
         .with_timeout_ms(1000)
         .with_topic_data(vec![td]);
-    let r: ProduceResponse = call(&mut s, ApiKey::Produce, 11, corr, &req).await;
+    let r: ProduceResponse = call(s, ApiKey::Produce, 11, corr, &req).await;
     r.responses[0].partition_responses[0].error_code
 }
 
@@ -199,4 +203,70 @@ async fn upstream_hold_keeps_new_connections_waiting_until_released() {
         "released: the waiting request completes"
     );
     assert_eq!((log_len(&a), log_len(&b)), (0, 1), "on the new cluster");
+}
+
+async fn metadata_on(s: &mut TcpStream, corr: i32) -> usize {
+    let m: MetadataResponse = call(
+        s,
+        ApiKey::Metadata,
+        12,
+        corr,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .await;
+    m.brokers.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_first_moves_producing_connections_before_the_rest() {
+    let a = MockCluster::start().await;
+    let b = MockCluster::start().await;
+    let k = start_kgate(vec![hp(a.addr(1))], 4).await;
+    let base = (*k.shared.config).clone();
+    let before = listeners(k.bootstrap.port(), 1).await;
+    let b1 = before.iter().find(|(_, _, id)| *id == 1).unwrap().1 as u16;
+
+    let mut producer = TcpStream::connect(("127.0.0.1", b1)).await.unwrap();
+    assert_eq!(produce_on(&mut producer, 2, b"p-on-a").await, 0);
+    let mut consumer = TcpStream::connect(("127.0.0.1", b1)).await.unwrap();
+    assert_eq!(metadata_on(&mut consumer, 3).await, 3);
+    let mut later = TcpStream::connect(("127.0.0.1", b1)).await.unwrap();
+    assert_eq!(metadata_on(&mut later, 4).await, 3);
+
+    let mut next = pointed_at(&base, &b);
+    next.cutover_order = kgate::config::CutoverOrder::ProducersFirst {
+        consumer_delay: Duration::from_secs(6),
+    };
+    k.shared.reload(next);
+    assert!(
+        closed(&mut producer).await,
+        "the producing connection moves at once"
+    );
+
+    // The consumer is still served by cluster A after the producer left.
+    assert_eq!(metadata_on(&mut consumer, 5).await, 3);
+    // Producing on it now makes it a producer: this last request still
+    // lands on A, then it moves too.
+    assert_eq!(produce_on(&mut consumer, 6, b"c-on-a").await, 0);
+    assert_eq!((log_len(&a), log_len(&b)), (2, 0), "both records on cluster A");
+    assert!(
+        closed(&mut consumer).await,
+        "a connection that produced moves at once"
+    );
+
+    // The connection that never produced is still on A, and follows
+    // after the delay.
+    assert_eq!(metadata_on(&mut later, 8).await, 3);
+    let mut byte = [0u8; 1];
+    let end = tokio::time::timeout(Duration::from_secs(60), later.read(&mut byte)).await;
+    assert!(
+        matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+        "the rest follow after cutover_consumer_delay_ms: {end:?}"
+    );
+    assert_eq!(produce(b1 as i32, 7, b"on-b").await, 0);
+    assert_eq!(
+        (log_len(&a), log_len(&b)),
+        (2, 1),
+        "new connections reach cluster B"
+    );
 }

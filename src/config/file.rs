@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub upstream_max_connections_per_broker: Option<usize>,
     pub upstream_connect_wait_ms: Option<u64>,
     pub upstream_hold: Option<bool>,
+    pub cutover_order: Option<String>,
+    pub cutover_consumer_delay_ms: Option<u64>,
     #[serde(default)]
     pub upstream_tls: FileUpstreamTls,
     #[serde(default)]
@@ -172,6 +174,8 @@ pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Con
     }
     .overlay(o.ops);
     ops.apply(&mut c).map_err(err)?;
+    c.cutover_order =
+        super::ops::cutover_order(file.cutover_order.take(), file.cutover_consumer_delay_ms).map_err(err)?;
     if let Some(m) = o.proxy_protocol.take().or(file.proxy_protocol.take()) {
         c.proxy_protocol =
             super::ProxyMode::parse(&m).map_err(|e| err(format!("key `proxy_protocol`: {e}")))?;

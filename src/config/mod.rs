@@ -199,6 +199,19 @@ pub struct Config {
     pub storm: StormLimits,
     /// New upstream connections wait while set (a cut-over's sync window).
     pub upstream_hold: bool,
+    /// How the old cluster's connections move at a cut-over to this config.
+    pub cutover_order: CutoverOrder,
+}
+
+/// How connections on the old cluster move at a cut-over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CutoverOrder {
+    /// Every old connection drains at once.
+    #[default]
+    AllAtOnce,
+    /// Connections that produced drain at once; the rest (consumers,
+    /// admin) keep the old cluster for `consumer_delay` more.
+    ProducersFirst { consumer_delay: Duration },
 }
 
 impl Config {
@@ -244,6 +257,7 @@ impl Config {
             tls_reload_interval: Duration::from_secs(2),
             storm: StormLimits::default(),
             upstream_hold: false,
+            cutover_order: CutoverOrder::AllAtOnce,
         }
     }
 

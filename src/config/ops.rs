@@ -146,3 +146,22 @@ impl OpsOverrides {
         Ok(())
     }
 }
+
+/// `cutover_order` and `cutover_consumer_delay_ms`.
+pub fn cutover_order(order: Option<String>, delay_ms: Option<u64>) -> Result<super::CutoverOrder, String> {
+    use super::CutoverOrder::*;
+    match order.as_deref() {
+        None | Some("all_at_once") => match delay_ms {
+            Some(_) => Err(
+                "key `cutover_consumer_delay_ms`: only used with cutover_order = \"producers_first\"".into(),
+            ),
+            None => Ok(AllAtOnce),
+        },
+        Some("producers_first") => Ok(ProducersFirst {
+            consumer_delay: Duration::from_millis(delay_ms.unwrap_or(60_000)),
+        }),
+        Some(other) => Err(format!(
+            "key `cutover_order`: {other:?} is not one of \"all_at_once\", \"producers_first\""
+        )),
+    }
+}

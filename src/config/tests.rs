@@ -232,3 +232,47 @@ fn mtls_principal_needs_a_client_ca_and_a_known_part() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn cutover_order_parses_and_explains_mistakes() {
+    use crate::config::CutoverOrder;
+    let c = build(
+        file("bootstrap = [\"a:1\"]\n").unwrap(),
+        Overrides::default(),
+        "f",
+    )
+    .unwrap();
+    assert_eq!(c.cutover_order, CutoverOrder::AllAtOnce);
+    let c = build(
+        file(
+            "bootstrap = [\"a:1\"]\ncutover_order = \"producers_first\"\ncutover_consumer_delay_ms = 1500\n",
+        )
+        .unwrap(),
+        Overrides::default(),
+        "f",
+    )
+    .unwrap();
+    assert_eq!(
+        c.cutover_order,
+        CutoverOrder::ProducersFirst {
+            consumer_delay: std::time::Duration::from_millis(1500)
+        }
+    );
+    let e = build(
+        file("bootstrap = [\"a:1\"]\ncutover_order = \"consumers_first\"\n").unwrap(),
+        Overrides::default(),
+        "f",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("`cutover_order`") && e.contains("producers_first"),
+        "{e}"
+    );
+    let e = build(
+        file("bootstrap = [\"a:1\"]\ncutover_consumer_delay_ms = 5\n").unwrap(),
+        Overrides::default(),
+        "f",
+    )
+    .unwrap_err();
+    assert!(e.contains("only used with cutover_order"), "{e}");
+}

@@ -217,6 +217,7 @@ async fn forward(
         max_in_flight: c.max_in_flight,
         shutdown: shared.shutdown.subscribe(),
         cluster: shared.connector.clusters.subscribe(),
+        clusters: &shared.connector.clusters,
         generation: up.cluster.0.generation,
         idle_timeout: live.idle_timeout,
         request_timeout: live.request_timeout,

@@ -16,6 +16,7 @@ use super::error::SessionError;
 use super::inflight::{Pending, PumpInject};
 use super::splice::{pass, AsTcp, Pipe};
 use super::state::{Event, Machine, State};
+use crate::config::CutoverOrder;
 use crate::filter::{Chain, Need, RequestVerdict, HEAD_BYTES};
 use crate::metrics;
 use crate::protocol::frame::{CopyError, FrameReader};
@@ -29,6 +30,10 @@ use tokio::time::Instant;
 /// Frames up to this size are assembled before forwarding (one write);
 /// larger ones not yet buffered are cut through.
 pub const CUT_THROUGH_MIN: usize = 64 * 1024;
+
+/// Requests only a producer sends: Produce, InitProducerId,
+/// AddPartitionsToTxn, EndTxn.
+const PRODUCER_KEYS: [i16; 4] = [0, 22, 24, 26];
 /// The fixed request header: size, api key, version, correlation id.
 const HEADER: usize = 12;
 
@@ -45,6 +50,9 @@ pub struct Pump<'a> {
     /// `generation` (a cut-over), the connection drains and closes.
     pub cluster: watch::Receiver<u64>,
     pub generation: u64,
+    /// Where the cut-over's order (`cutover_order`) is read when the
+    /// cluster moves: the new cluster's settings decide.
+    pub clusters: &'a crate::upstream::cluster::Clusters,
     pub idle_timeout: Option<Duration>,
     pub request_timeout: Duration,
     /// Splice cut-through bytes when both sides are plain TCP.
@@ -79,6 +87,7 @@ where
         tx,
         in_flight: &in_flight,
         batch: Batch::default(),
+        produced: false,
     };
     tokio::select! {
         r = req.run(p, machine) => r,
@@ -114,6 +123,9 @@ struct Requests<'a, R, W> {
     tx: mpsc::Sender<Pending>,
     in_flight: &'a AtomicUsize,
     batch: Batch,
+    /// The client has sent Produce or a transactional producer request:
+    /// at a `producers_first` cut-over it moves at once.
+    produced: bool,
 }
 
 impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Requests<'_, R, W> {
@@ -122,12 +134,20 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
         let mut shutdown = p.shutdown.clone();
         let mut cluster = p.cluster.clone();
         let mut idle_at = p.idle_timeout.map(|d| Instant::now() + d);
+        // Set when the cluster moved and this connection follows later.
+        let mut drain_at: Option<Instant> = None;
         loop {
             match m.state() {
-                State::Forwarding => match self.wait(p, (&mut shutdown, &mut cluster), idle_at).await? {
+                State::Forwarding => match self
+                    .wait(p, (&mut shutdown, &mut cluster), (idle_at, drain_at))
+                    .await?
+                {
                     Wake::Frame(total) => {
                         idle_at = p.idle_timeout.map(|d| Instant::now() + d);
                         self.forward(p, total).await?;
+                        if drain_at.is_some() && self.produced {
+                            m.on(Event::ClusterChanged)?;
+                        }
                     }
                     Wake::ClientDone => {
                         m.on(Event::Ended)?;
@@ -142,13 +162,23 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
                     Wake::Shutdown => {
                         m.on(Event::ShutdownRequested)?;
                     }
-                    Wake::ClusterChanged => {
-                        tracing::debug!(
-                            generation = p.generation,
-                            "cluster switched: finishing in-flight requests, then closing"
-                        );
-                        m.on(Event::ClusterChanged)?;
-                    }
+                    Wake::ClusterChanged => match self.follow_later(p).filter(|_| drain_at.is_none()) {
+                        Some(delay) => {
+                            tracing::debug!(
+                                generation = p.generation,
+                                delay_ms = delay.as_millis() as u64,
+                                "cluster switched: producers move first; this connection has not produced and follows later"
+                            );
+                            drain_at = Some(Instant::now() + delay);
+                        }
+                        None => {
+                            tracing::debug!(
+                                generation = p.generation,
+                                "cluster switched: finishing in-flight requests, then closing"
+                            );
+                            m.on(Event::ClusterChanged)?;
+                        }
+                    },
                 },
                 State::PausedForReauth => {
                     // New requests stay unread (back-pressure); in-flight
@@ -173,6 +203,15 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
         }
     }
 
+    /// At a `producers_first` cut-over, how long a connection that has not
+    /// produced stays on the old cluster.
+    fn follow_later(&self, p: &Pump<'_>) -> Option<Duration> {
+        match p.clusters.current().config.cutover_order {
+            CutoverOrder::ProducersFirst { consumer_delay } if !self.produced => Some(consumer_delay),
+            _ => None,
+        }
+    }
+
     /// Resolves once every earlier response reached the client.
     async fn barrier(&mut self) -> Result<(), SessionError> {
         let (done, drained) = oneshot::channel();
@@ -184,7 +223,7 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
         &mut self,
         p: &Pump<'_>,
         (shutdown, cluster): (&mut watch::Receiver<bool>, &mut watch::Receiver<u64>),
-        idle_at: Option<Instant>,
+        (idle_at, drain_at): (Option<Instant>, Option<Instant>),
     ) -> Result<Wake, SessionError> {
         let timer = p.chain.next_timer(p.ctx);
         // next_len keeps partial input in its buffer: cancel-safe.
@@ -196,7 +235,7 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
             _ = sleep_until(timer) => Ok(Wake::Timer),
             _ = sleep_until(idle_at) => Ok(Wake::Idle),
             _ = stopping(shutdown) => Ok(Wake::Shutdown),
-            _ = moved(cluster, p.generation) => Ok(Wake::ClusterChanged),
+            _ = moved_or_due(cluster, p.generation, drain_at) => Ok(Wake::ClusterChanged),
         }
     }
 
@@ -233,6 +272,7 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
             cause: e.to_string(),
         })?;
         metrics::get().requests[metrics::slot(h.api_key)].fetch_add(1, Relaxed);
+        self.produced |= PRODUCER_KEYS.contains(&h.api_key);
         p.ctx
             .stats
             .bytes_client_to_broker
@@ -295,6 +335,15 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
         pass(c, &mut self.upstream, total, &mut self.pipe, splice)
             .await
             .map_err(copy_err)
+    }
+}
+
+/// Resolves at `due` when a later move is scheduled, else when the
+/// cluster moves.
+async fn moved_or_due(rx: &mut watch::Receiver<u64>, mine: u64, due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => moved(rx, mine).await,
     }
 }
 
