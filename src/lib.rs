@@ -76,35 +76,47 @@ impl Shared {
     }
 
     /// SIGHUP with a valid configuration: live limits and timeouts, and a
-    /// cut-over when the bootstrap servers or the dial mapping changed.
-    pub fn reload(&self, new: Config) {
+    /// cut-over when the bootstrap servers, the dial mapping, upstream TLS
+    /// or upstream SASL changed.
+    pub async fn reload(&self, new: Config) {
         self.live.apply(&self.config, &new);
         let clusters = &self.connector.clusters;
         let current = clusters.current();
         let hold = new.upstream_hold;
-        if current.config.bootstrap != new.bootstrap || current.config.dial != new.dial {
+        if upstream::cluster::moves(&current.config, &new) {
             // Hold first, so nothing reaches the new cluster before the
             // operator says so.
             if hold {
                 clusters.set_hold(true);
             }
-            match self.registry.set_upstream(&new) {
-                Ok(()) => {
-                    if let Some(c) = clusters.switch(Arc::new(new)) {
-                        self.registry.set_generation(c.generation);
-                    }
-                }
-                Err(e) => {
-                    error!(error = %e, "cut-over refused: the new cluster's upstream host allow-list is invalid; staying on the current cluster")
-                }
+            if let Err(e) = self.cut_over(new).await {
+                error!(error = %e, "cut-over refused; staying on the current cluster");
             }
         }
         clusters.set_hold(hold);
     }
 
+    async fn cut_over(&self, new: Config) -> Result<(), String> {
+        let tls = new
+            .upstream_tls
+            .as_ref()
+            .map(UpstreamTls::new)
+            .transpose()
+            .map_err(|e| format!("the new upstream_tls settings: {e}"))?;
+        self.registry
+            .set_upstream(&new)
+            .map_err(|e| format!("the new cluster's upstream host allow-list is invalid: {e}"))?;
+        let authenticator = authenticator(&new).await;
+        let reach = upstream::cluster::Reach { tls, authenticator };
+        if let Some(c) = self.connector.clusters.switch(Arc::new(new), reach) {
+            self.registry.set_generation(c.generation);
+        }
+        Ok(())
+    }
+
     /// Re-reads certificate material: changed files only, or all (SIGHUP).
     pub fn reload_tls(&self, force: bool) {
-        if let Some(t) = &self.connector.tls {
+        if let Some(t) = &self.connector.clusters.current().reach.tls {
             t.config.reload(force);
         }
         if let Some(t) = &self.downstream_tls {
@@ -208,7 +220,8 @@ async fn authenticator(config: &Config) -> Option<Arc<upstream::sasl::Authentica
 async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListener>) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(admin::probe::run(s.clone()));
-    if s.connector.tls.is_some() || s.downstream_tls.is_some() {
+    // Always: a cut-over can bring upstream TLS later.
+    {
         let r = s.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(r.config.tls_reload_interval);
@@ -255,13 +268,9 @@ pub async fn start(config: Config) -> Result<Running, String> {
     });
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
-    let connector = Connector::new(config.clone(), upstream_tls, authenticator.clone());
+    let connector = Connector::new(config.clone(), upstream_tls, authenticator);
     connector.clusters.set_hold(config.upstream_hold);
-    let chain = filter::standard_chain(
-        registry.clone(),
-        authenticator,
-        connector.clusters.generation.clone(),
-    );
+    let chain = filter::standard_chain(registry.clone(), connector.clusters.generation.clone());
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
         config: config.clone(),

@@ -61,11 +61,9 @@ impl LiveCell {
         if new.static_listeners != running.static_listeners {
             restart.push("static_listeners");
         }
-        if new.upstream_tls != running.upstream_tls || new.downstream_tls != running.downstream_tls {
-            restart.push("upstream_tls/downstream_tls settings (certificate files themselves reload live)");
-        }
-        if new.upstream_sasl != running.upstream_sasl {
-            restart.push("upstream_sasl");
+        // upstream_tls and upstream_sasl are a cut-over too.
+        if new.downstream_tls != running.downstream_tls {
+            restart.push("downstream_tls settings (certificate files themselves reload live)");
         }
         if new.storm != running.storm {
             restart.push("upstream_connect_rate/upstream_connect_burst/upstream_max_connections_per_broker/upstream_connect_wait_ms");

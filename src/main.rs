@@ -108,10 +108,13 @@ fn main() -> ExitCode {
                 };
                 let shared = running.shared.clone();
                 let on_hup = move || {
-                    shared.reload_tls(true);
-                    match again.clone().resolve() {
-                        Ok(new) => shared.reload(new),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: configuration is invalid; keeping the running one"),
+                    let (shared, again) = (shared.clone(), again.clone());
+                    async move {
+                        shared.reload_tls(true);
+                        match again.resolve() {
+                            Ok(new) => shared.reload(new).await,
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: configuration is invalid; keeping the running one"),
+                        }
                     }
                 };
                 wait_for_signal(on_hup).await;
@@ -148,7 +151,7 @@ async fn second_signal() {
 
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads certificates and the live
 /// settings meanwhile.
-async fn wait_for_signal(on_hup: impl Fn()) {
+async fn wait_for_signal<F: std::future::Future<Output = ()>>(on_hup: impl Fn() -> F) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
         let _ = tokio::signal::ctrl_c().await;
@@ -160,7 +163,7 @@ async fn wait_for_signal(on_hup: impl Fn()) {
             _ = term.recv() => return,
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading certificates and configuration");
-                on_hup();
+                on_hup().await;
             }
         }
     }

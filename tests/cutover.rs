@@ -89,7 +89,7 @@ async fn switch_drains_old_connections_keeps_ports_and_rolls_back() {
         &MetadataRequest::default().with_topics(None),
     )
     .await;
-    k.shared.reload(pointed_at(&base, &b));
+    k.shared.reload(pointed_at(&base, &b)).await;
     assert!(
         closed(&mut idle).await,
         "the old connection closes at a request boundary"
@@ -111,7 +111,7 @@ async fn switch_drains_old_connections_keeps_ports_and_rolls_back() {
     assert_eq!(current[0].0, hp(b.addr(1)).to_string());
 
     // Rollback: the same operation in reverse.
-    k.shared.reload(pointed_at(&base, &a));
+    k.shared.reload(pointed_at(&base, &a)).await;
     assert_eq!(listeners(boot, 6).await, before);
     assert_eq!(produce(b1, 7, b"back-on-a").await, 0);
     assert_eq!(
@@ -162,7 +162,7 @@ async fn a_request_in_flight_at_the_switch_is_answered_before_the_close() {
     );
     c.write_all(&hb(2)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    k.shared.reload(pointed_at(&base, &other));
+    k.shared.reload(pointed_at(&base, &other)).await;
     let f = read_frame(&mut c)
         .await
         .expect("the in-flight request is answered");
@@ -184,7 +184,7 @@ async fn upstream_hold_keeps_new_connections_waiting_until_released() {
 
     let mut held = pointed_at(&base, &b);
     held.upstream_hold = true;
-    k.shared.reload(held.clone());
+    k.shared.reload(held.clone()).await;
     assert!(k.shared.connector.clusters.held());
     let waiting = tokio::spawn(produce(b1, 2, b"after-the-sync"));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -196,7 +196,7 @@ async fn upstream_hold_keeps_new_connections_waiting_until_released() {
     );
 
     held.upstream_hold = false;
-    k.shared.reload(held);
+    k.shared.reload(held).await;
     assert_eq!(
         waiting.await.unwrap(),
         0,
@@ -237,7 +237,7 @@ async fn producers_first_moves_producing_connections_before_the_rest() {
     next.cutover_order = kgate::config::CutoverOrder::ProducersFirst {
         consumer_delay: Duration::from_secs(6),
     };
-    k.shared.reload(next);
+    k.shared.reload(next).await;
     assert!(
         closed(&mut producer).await,
         "the producing connection moves at once"

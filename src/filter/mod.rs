@@ -35,13 +35,12 @@ pub use chain::{Chain, Plan};
 /// Today's chain, in order: SASL refusal and the allow-list answer or
 /// close first; acks tracking reads Produce heads; ApiVersions and
 /// broker-address rewriting handle responses; re-authentication runs on
-/// its timer when upstream SASL is configured.
+/// its timer on connections whose upstream uses SASL.
 pub fn standard_chain(
     mapper: Arc<dyn crate::rewrite::BrokerMapper>,
-    authenticator: Option<Arc<crate::upstream::sasl::Authenticator>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
 ) -> Chain {
-    let mut filters: Vec<Arc<dyn Filter>> = vec![
+    let filters: Vec<Arc<dyn Filter>> = vec![
         Arc::new(sasl_refusal::SaslRefusal),
         Arc::new(allow_list::AllowList),
         Arc::new(acks::Acks),
@@ -50,10 +49,10 @@ pub fn standard_chain(
             mapper,
             generation: Some(generation),
         }),
+        // Always present: a cut-over can bring upstream SASL, and a
+        // connection without it has no timer, so it costs nothing.
+        Arc::new(reauth::Reauth),
     ];
-    if let Some(a) = authenticator {
-        filters.push(Arc::new(reauth::Reauth { authenticator: a }));
-    }
     Chain::new(filters)
 }
 
@@ -142,6 +141,11 @@ pub trait Conn: Send + Sync {
     /// Who the client authenticated as (client SASL, or the mTLS subject
     /// when configured as the principal); `None`: not authenticated.
     fn principal(&self) -> Option<Arc<str>> {
+        None
+    }
+    /// The SASL identity this connection's upstream authenticated with
+    /// (its cluster's, or its principal's); `None`: no upstream SASL.
+    fn authenticator(&self) -> Option<Arc<crate::upstream::sasl::Authenticator>> {
         None
     }
 }

@@ -6,18 +6,17 @@
 
 use super::{BoxFuture, Conn, Filter, FilterError, Inject};
 use crate::metrics;
-use crate::upstream::sasl::{Authenticator, Transport, KGATE_CORRELATION_BASE};
+use crate::upstream::sasl::{Transport, KGATE_CORRELATION_BASE};
 use bytes::Bytes;
 use rand::Rng;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-pub struct Reauth {
-    pub authenticator: Arc<Authenticator>,
-}
+/// Re-signs with the identity the connection's upstream authenticated
+/// with ([`Conn::authenticator`]).
+pub struct Reauth;
 
 /// When to re-authenticate: a jittered 85–90 % of the session lifetime.
 pub fn deadline(session_lifetime_ms: i64) -> Option<Instant> {
@@ -52,11 +51,14 @@ impl Reauth {
         let Some(broker) = conn.broker() else {
             return Err(FilterError::Reauth("no broker connected".into()));
         };
+        let Some(authenticator) = conn.authenticator() else {
+            return Err(FilterError::Reauth("the upstream connection has no SASL identity".into()));
+        };
         let mut t = Injected {
             io,
             next: KGATE_CORRELATION_BASE + 1_000_000,
         };
-        match self.authenticator.authenticate(&mut t, &broker.host).await {
+        match authenticator.authenticate(&mut t, &broker.host).await {
             Ok(outcome) => {
                 let pause = started.elapsed();
                 m.reauth_total.fetch_add(1, Relaxed);

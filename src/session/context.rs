@@ -28,6 +28,7 @@ struct Mutable {
     broker: Option<HostPort>,
     principal: Option<Arc<str>>,
     reauth_due: Option<Instant>,
+    upstream_auth: Option<Arc<crate::upstream::sasl::Authenticator>>,
 }
 
 pub struct Context {
@@ -103,6 +104,12 @@ impl Context {
         self.cluster_generation.store(g, Relaxed);
     }
 
+    /// The SASL identity the upstream connection authenticated with; the
+    /// re-authentication filter renews the session with the same one.
+    pub fn set_authenticator(&self, a: Option<Arc<crate::upstream::sasl::Authenticator>>) {
+        self.lock().upstream_auth = a;
+    }
+
     /// Records who the client authenticated as; read through
     /// [`Conn::principal`].
     pub fn set_principal(&self, p: &str) {
@@ -146,6 +153,9 @@ impl Conn for Context {
     }
     fn principal(&self) -> Option<Arc<str>> {
         self.lock().principal.clone()
+    }
+    fn authenticator(&self) -> Option<Arc<crate::upstream::sasl::Authenticator>> {
+        self.lock().upstream_auth.clone()
     }
 }
 

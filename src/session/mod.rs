@@ -185,7 +185,8 @@ async fn connect(
     let span = tracing::Span::current();
     span.record("broker", tracing::field::display(&up.broker));
     span.record("cluster", tracing::field::display(&up.cluster.0.name));
-    if m.on(Event::UpstreamConnected { sasl: c.uses_sasl() })? == State::Authenticating {
+    ctx.set_authenticator(up.authenticator());
+    if m.on(Event::UpstreamConnected { sasl: up.authenticator().is_some() })? == State::Authenticating {
         c.authenticate(&mut up).await?;
         debug!(
             session_lifetime_ms = up.session_lifetime_ms,

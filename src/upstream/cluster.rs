@@ -1,6 +1,7 @@
 //! Which cluster kgate sends new connections to, for a cut-over without
-//! touching clients. A switch (SIGHUP with new `bootstrap` or `dial`
-//! settings) makes a new [`Cluster`] generation current at once: new
+//! touching clients. A switch (SIGHUP with new `bootstrap`, `dial`,
+//! `upstream_tls` or `upstream_sasl` settings) makes a new [`Cluster`]
+//! generation, with its own TLS and SASL, current at once: new
 //! upstream connections go there, and every session still on an older
 //! generation finishes its in-flight requests and closes at a request
 //! boundary (the `Draining` state). Clients reconnect through the same
@@ -11,6 +12,8 @@
 //! slot), so two clusters with the same node ids (MSK: 1, 2, 3, …) map
 //! onto the same ports.
 
+use super::sasl::Authenticator;
+use super::tls::UpstreamTls;
 use crate::config::Config;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
@@ -30,6 +33,23 @@ pub struct Cluster {
     pub config: Arc<Config>,
     /// Upstream connections open to this cluster.
     pub open: AtomicU64,
+    /// How connections to this cluster are secured and authenticated.
+    pub reach: Reach,
+}
+
+/// TLS toward the brokers, and kgate's SASL identity, for one cluster.
+#[derive(Default)]
+pub struct Reach {
+    pub tls: Option<UpstreamTls>,
+    pub authenticator: Option<Arc<Authenticator>>,
+}
+
+/// Whether `new` names another cluster, or reaches it another way.
+pub fn moves(old: &Config, new: &Config) -> bool {
+    old.bootstrap != new.bootstrap
+        || old.dial != new.dial
+        || old.upstream_tls != new.upstream_tls
+        || old.upstream_sasl != new.upstream_sasl
 }
 
 /// A connection counted on its cluster until dropped.
@@ -68,12 +88,13 @@ pub struct Clusters {
 }
 
 impl Clusters {
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, reach: Reach) -> Self {
         let first = Arc::new(Cluster {
             generation: 1,
             name: name_of(&config),
             config,
             open: AtomicU64::new(0),
+            reach,
         });
         Clusters {
             current: RwLock::new(first.clone()),
@@ -96,11 +117,11 @@ impl Clusters {
         self.changed.subscribe()
     }
 
-    /// Makes `config`'s upstream settings current when its bootstrap
-    /// servers or dial mapping differ; returns the new cluster.
-    pub fn switch(&self, config: Arc<Config>) -> Option<Arc<Cluster>> {
+    /// Makes `config`'s upstream settings current when they [`moves`]
+    /// away from the current ones; returns the new cluster.
+    pub fn switch(&self, config: Arc<Config>, reach: Reach) -> Option<Arc<Cluster>> {
         let old = self.current();
-        if old.config.bootstrap == config.bootstrap && old.config.dial == config.dial {
+        if !moves(&old.config, &config) {
             return None;
         }
         let next = Arc::new(Cluster {
@@ -108,6 +129,7 @@ impl Clusters {
             name: name_of(&config),
             config,
             open: AtomicU64::new(0),
+            reach,
         });
         match self.current.write() {
             Ok(mut g) => *g = next.clone(),
@@ -191,13 +213,13 @@ mod tests {
     #[tokio::test]
     async fn a_switch_bumps_the_generation_and_wakes_subscribers() {
         let a = Arc::new(Config::with_bootstrap(vec![HostPort::new("a", 1)]));
-        let c = Clusters::new(a.clone());
+        let c = Clusters::new(a.clone(), Reach::default());
         let mut rx = c.subscribe();
         assert_eq!(c.current().generation, 1);
-        assert!(c.switch(a.clone()).is_none(), "same settings: no switch");
+        assert!(c.switch(a.clone(), Reach::default()).is_none(), "same settings: no switch");
         let on_a = OnCluster::new(c.current());
         let b = Arc::new(Config::with_bootstrap(vec![HostPort::new("b", 2)]));
-        let n = c.switch(b).expect("switched");
+        let n = c.switch(b, Reach::default()).expect("switched");
         assert_eq!((n.generation, n.name.as_str()), (2, "b:2"));
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow(), 2);
@@ -207,15 +229,16 @@ mod tests {
         assert_eq!(snap[1], ("b:2".into(), 2, 0, true));
         drop(on_a);
         assert_eq!(c.snapshot()[0].2, 0);
-        let back = c.switch(a).expect("rollback is a switch too");
+        let back = c.switch(a, Reach::default()).expect("rollback is a switch too");
         assert_eq!((back.generation, back.name.as_str()), (3, "a:1"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_hold_makes_new_connections_wait_until_released_or_the_limit() {
-        let c = Arc::new(Clusters::new(Arc::new(Config::with_bootstrap(vec![
-            HostPort::new("a", 1),
-        ]))));
+        let c = Arc::new(Clusters::new(
+            Arc::new(Config::with_bootstrap(vec![HostPort::new("a", 1)])),
+            Reach::default(),
+        ));
         assert!(c.released(std::time::Duration::from_secs(1)).await);
         c.set_hold(true);
         assert!(

@@ -8,7 +8,7 @@
 //! per-broker storm limits ([`Storm`]): over the rate it waits, over the
 //! maximum it is refused.
 
-use super::cluster::{Clusters, OnCluster};
+use super::cluster::{Clusters, OnCluster, Reach};
 use super::dial::{dial, DialError, Route};
 use super::sasl::direct::Direct;
 use super::sasl::{Authenticator, SaslError};
@@ -37,6 +37,13 @@ pub struct Upstream {
     pub cluster: OnCluster,
 }
 
+impl Upstream {
+    /// kgate's SASL identity toward this connection's cluster, if any.
+    pub fn authenticator(&self) -> Option<Arc<Authenticator>> {
+        self.cluster.0.reach.authenticator.clone()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("upstream unavailable: {0}")]
@@ -53,8 +60,6 @@ pub enum ConnectError {
 pub struct Connector {
     /// The cluster new connections go to (switched by a cut-over).
     pub clusters: Clusters,
-    pub tls: Option<UpstreamTls>,
-    pub authenticator: Option<Arc<Authenticator>>,
     pub throttle: Throttle,
     /// Per-broker rate and maximum of new connections.
     pub storm: Storm,
@@ -67,17 +72,10 @@ impl Connector {
         authenticator: Option<Arc<Authenticator>>,
     ) -> Self {
         Connector {
-            tls,
-            authenticator,
             throttle: Throttle::default(),
             storm: Storm::new(config.storm),
-            clusters: Clusters::new(config),
+            clusters: Clusters::new(config, Reach { tls, authenticator }),
         }
-    }
-
-    /// Whether [`Connector::authenticate`] has work to do.
-    pub fn uses_sasl(&self) -> bool {
-        self.authenticator.is_some()
     }
 
     /// Waits out any back-off, dials and completes TLS.
@@ -99,7 +97,7 @@ impl Connector {
             m.upstream_failures.add(("connect", cause.into()), 1);
         })?;
         let broker = up.broker.clone();
-        let stream = match &self.tls {
+        let stream = match &cluster.reach.tls {
             Some(tls) => {
                 let s = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(up.stream, &broker.host))
                     .await
@@ -122,7 +120,7 @@ impl Connector {
     /// kgate's own SASL exchange on a fresh connection (a no-op without
     /// SASL). "Too many connects" starts a back-off for that broker.
     pub async fn authenticate(&self, up: &mut Upstream) -> Result<(), ConnectError> {
-        let Some(a) = &self.authenticator else {
+        let Some(a) = up.authenticator() else {
             return Ok(());
         };
         let key = up.broker.to_string();
