@@ -13,7 +13,14 @@ without interruption. The test plays the operator and the replication tool
    group's committed offsets.
 3. upstream_hold = false; SIGHUP. The waiting clients go on against B.
 
-The rollback is covered at kgate's level by tests/cutover.rs. Run here with
+test_cut_over_brings_upstream_sasl_and_rolls_back: A is plain tansu, B is
+tansu behind the IAM-checking front with PLAIN and 3 s sessions. One SIGHUP
+changes bootstrap and adds [upstream_sasl]: kgate authenticates to B as the
+new user and keeps re-authenticating; a second SIGHUP rolls back to A with
+no SASL. The producer is never recreated and sees no failure.
+
+The rollback with a group consumer is covered at kgate's level by
+tests/cutover.rs. Run here with
 tansu it is not yet green: tansu keeps the group's member from before the
 first switch and refuses the outside offset commit, and the idempotent
 producer, back on A with a producer id A already saw, got no acknowledgement
@@ -32,7 +39,7 @@ from pathlib import Path
 import time
 import uuid
 
-from harness import LOOPBACK, Proc, Upstream, free_port, poll_until
+from harness import LOOPBACK, Proc, Upstream, free_port, log_path, poll_until, tansu_bin, wait_for_port
 from test_ops import ContinuousProducer, read_all, start_ops_kgate, start_tansu, create_topic
 from tls_support import to_toml
 
@@ -263,3 +270,88 @@ def test_cut_over_without_touching_clients() -> None:
         okg.stop()
         ta.stop()
         tb.stop()
+
+
+def _front_cluster(name: str):
+    """tansu behind the IAM-checking front (PLAIN alice/pw, 3 s sessions)."""
+    import iam_front
+
+    tport = free_port()
+    front = iam_front.IamFront((LOOPBACK, tport), broker_host="localhost", lifetime_ms=3000,
+                               log_path=log_path(f"{name}-front")).start()
+    front.set_user("alice", "pw")
+    tansu = Proc(f"{name}-tansu", [tansu_bin(), "broker", "--listener-url", f"tcp://{LOOPBACK}:{tport}",
+                                   "--advertised-listener-url", f"tcp://localhost:{front.port}",
+                                   "--storage-engine", "memory://tansu/"])
+    wait_for_port(tport, 30, tansu)
+    return front, tansu
+
+
+def test_cut_over_brings_upstream_sasl_and_rolls_back(tmp_path) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    pa = free_port()
+    ta = start_tansu("tansu-plain", pa)
+    front, tb = _front_cluster("cutover-sasl")
+    a, b = f"{LOOPBACK}:{pa}", f"localhost:{front.port}"
+    run = uuid.uuid4().hex[:8]
+    topic = f"cutover-sasl-{run}"
+    create_topic(a, topic, PARTITIONS)
+    admin_b = AdminClient({"bootstrap.servers": b, "security.protocol": "SASL_PLAINTEXT",
+                           "sasl.mechanism": "PLAIN", "sasl.username": "alice", "sasl.password": "pw"})
+    for f in admin_b.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+        f.result(30)
+    pw = tmp_path / "alice.pw"
+    pw.write_text("pw")
+    okg = start_ops_kgate("cutover-sasl", Upstream("tansu-plain", [(LOOPBACK, pa)], (111,), {111: (LOOPBACK, pa)}), {})
+    path = Path(okg.proc.argv[-1])
+    plain_text = path.read_text()
+    op = Operator(okg, path)
+    prod = ContinuousProducer(okg.bootstrap, topic, run)
+    # Not idempotent here: B has no copy of A's records, so it does not know
+    # the producer id A handed out (test_cut_over_without_touching_clients
+    # copies them and keeps the idempotent producer). This test is about the
+    # upstream TLS/SASL settings moving with the cluster.
+    from confluent_kafka import Producer
+
+    prod.p = Producer({"bootstrap.servers": okg.bootstrap, "acks": "all", "linger.ms": 5,
+                       "message.timeout.ms": 60000, "reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 250,
+                       "retry.backoff.ms": 50, "topic.metadata.refresh.interval.ms": 1000})
+    try:
+        prod.start()
+        poll_until("acks through kgate on A", lambda: len(prod.acked) >= 200, 60)
+        front.reset_stats()
+        # One edit: the new cluster, and how to authenticate to it.
+        path.write_text(plain_text + f'\n[upstream_sasl]\nmechanism = "PLAIN"\nusername = "alice"\n'
+                                     f'password_file = "{pw}"\n')
+        op.set(b, hold=False)
+        poll_until(f"kgate switched to {b}", lambda: op.current() == {b}, 10)
+        poll_until(f"every connection to {a} drained", lambda: op.connections(a) == 0, 30)
+        mark = len(prod.acked)
+        poll_until("acks on B", lambda: len(prod.acked) >= mark + 300, 60)
+        # Sessions of 3 s: the connections on B re-authenticate on their own.
+        poll_until("re-authentications at B", lambda: front.stats()["reauths"] >= 6, 60)
+        st = front.stats()
+        assert st["auths"] >= 1 and set(st["principals"]) == {"User:alice"}, st["principals"]
+        assert st["failures"] == [] and st["expired_closes"] == 0, (st["failures"], st["expired_closes"], front.events(30))
+        # Rollback: the old settings, without SASL.
+        path.write_text(plain_text)
+        op.set(a, hold=False)
+        poll_until(f"kgate switched back to {a}", lambda: op.current() == {a}, 10)
+        poll_until(f"every connection to {b} drained", lambda: op.connections(b) == 0, 30)
+        mark = len(prod.acked)
+        poll_until("acks on A again", lambda: len(prod.acked) >= mark + 200, 60)
+    finally:
+        prod.stop_event.set()
+        prod.join(90)
+    try:
+        assert okg.proc.alive(), "kgate kept running"
+        assert not prod.failed and prod.left == 0, f"{len(prod.failed)} failed: {prod.failed[:5]}; {prod.left} unflushed"
+        st = front.stats()
+        assert st["failures"] == [] and st["expired_closes"] == 0, (st["failures"], front.events(30))
+        print(f"cut-over with SASL: {len(prod.acked)} acks; front auths {st['auths']}, reauths {st['reauths']}")
+    finally:
+        okg.stop()
+        front.stop()
+        tb.stop()
+        ta.stop()
