@@ -270,3 +270,53 @@ async fn producers_first_moves_producing_connections_before_the_rest() {
         "new connections reach cluster B"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_listener_with_a_node_id_follows_the_cut_over_and_the_rollback() {
+    let a = MockCluster::start().await;
+    let b = MockCluster::start().await;
+    let mut c = Config::with_bootstrap(vec![hp(a.addr(1))]);
+    c.port_base = free_port_base(4);
+    c.admin_listen = None;
+    let fixed = free_port_base(1);
+    c.static_listeners.push(kgate::config::StaticListener {
+        upstream: hp(a.addr(1)),
+        node_id: Some(1),
+        bind: kgate::config::HostPort::new("127.0.0.1", fixed),
+        advertised: kgate::config::HostPort::new("127.0.0.1", fixed),
+        tls: None,
+        proxy_protocol: None,
+    });
+    let k = start_with(c).await;
+    let base = (*k.shared.config).clone();
+    let boot = k.bootstrap.port();
+    let before = listeners(boot, 1).await;
+    assert!(
+        before.contains(&("127.0.0.1".into(), fixed as i32, 1)),
+        "{before:?}"
+    );
+    assert_eq!(produce(fixed as i32, 2, b"on-a").await, 0);
+    assert_eq!((log_len(&a), log_len(&b)), (1, 0));
+
+    k.shared.reload(pointed_at(&base, &b)).await;
+    assert_eq!(
+        listeners(boot, 3).await,
+        before,
+        "the static port stands for broker 1 of B now"
+    );
+    assert_eq!(produce(fixed as i32, 4, b"on-b").await, 0);
+    assert_eq!(
+        (log_len(&a), log_len(&b)),
+        (1, 1),
+        "the static listener reached cluster B"
+    );
+
+    k.shared.reload(pointed_at(&base, &a)).await;
+    assert_eq!(listeners(boot, 5).await, before);
+    assert_eq!(produce(fixed as i32, 6, b"back-on-a").await, 0);
+    assert_eq!(
+        (log_len(&a), log_len(&b)),
+        (2, 1),
+        "and back to A after the rollback"
+    );
+}

@@ -267,6 +267,7 @@ async fn static_listeners_port_ranges_and_dial_mapping() {
     // Broker 2 has a static listener; the others get ports from the range.
     c.static_listeners.push(kgate::config::StaticListener {
         upstream: hp(cluster.addr(2)),
+        node_id: None,
         bind: kgate::config::HostPort::new("127.0.0.1", static_port),
         advertised: kgate::config::HostPort::new("localhost", static_port),
         tls: None,

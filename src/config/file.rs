@@ -67,6 +67,8 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct FileStatic {
     pub upstream: String,
+    /// Serve broker `node_id` of whichever cluster is current (cut-over).
+    pub node_id: Option<i32>,
     pub bind: String,
     pub advertised: Option<String>,
     pub tls: Option<bool>,
@@ -231,8 +233,17 @@ fn listeners(c: &mut Config, file: &mut FileConfig, o: &mut Overrides) -> Result
         if c.static_listeners.iter().any(|x| x.upstream == upstream) {
             return Err(format!("key `{}`: {upstream} is listed twice", k("upstream")));
         }
+        if let Some(id) = s.node_id {
+            if id < 0 || c.static_listeners.iter().any(|x| x.node_id == Some(id)) {
+                return Err(format!(
+                    "key `{}`: {id} is negative or listed twice; expected one static listener per broker node id",
+                    k("node_id")
+                ));
+            }
+        }
         c.static_listeners.push(StaticListener {
             upstream,
+            node_id: s.node_id,
             bind,
             advertised,
             tls: s.tls,
@@ -358,6 +369,7 @@ fn parse_static_flag(s: &str) -> Result<FileStatic, String> {
     match parts.as_slice() {
         [u, b] => Ok(FileStatic {
             upstream: u.to_string(),
+            node_id: None,
             bind: b.to_string(),
             advertised: None,
             tls: None,
@@ -365,6 +377,7 @@ fn parse_static_flag(s: &str) -> Result<FileStatic, String> {
         }),
         [u, b, a] => Ok(FileStatic {
             upstream: u.to_string(),
+            node_id: None,
             bind: b.to_string(),
             advertised: Some(a.to_string()),
             tls: None,

@@ -84,6 +84,9 @@ impl HostPort {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticListener {
     pub upstream: HostPort,
+    /// When set, the listener serves broker `node_id` of whichever cluster
+    /// is current, and follows a cut-over; `upstream` is where it starts.
+    pub node_id: Option<i32>,
     pub bind: HostPort,
     pub advertised: HostPort,
     /// Overrides `downstream_tls` for this listener.

@@ -276,3 +276,33 @@ fn cutover_order_parses_and_explains_mistakes() {
     .unwrap_err();
     assert!(e.contains("only used with cutover_order"), "{e}");
 }
+
+#[test]
+fn static_listener_node_ids_are_unique_and_not_negative() {
+    let one = |id: i32, up: &str, port: u16| {
+        format!("[[static_listeners]]\nupstream = \"{up}\"\nnode_id = {id}\nbind = \"127.0.0.1:{port}\"\n")
+    };
+    let ok = format!(
+        "bootstrap = [\"a:1\"]\n{}{}",
+        one(1, "b1:9092", 20001),
+        one(2, "b2:9092", 20002)
+    );
+    let c = build(file(&ok).unwrap(), Overrides::default(), "f").unwrap();
+    assert_eq!(
+        c.static_listeners.iter().map(|s| s.node_id).collect::<Vec<_>>(),
+        vec![Some(1), Some(2)]
+    );
+    let twice = format!(
+        "bootstrap = [\"a:1\"]\n{}{}",
+        one(1, "b1:9092", 20001),
+        one(1, "b2:9092", 20002)
+    );
+    let e = build(file(&twice).unwrap(), Overrides::default(), "f").unwrap_err();
+    assert!(
+        e.contains("static_listeners[1].node_id") && e.contains("listed twice"),
+        "{e}"
+    );
+    let neg = format!("bootstrap = [\"a:1\"]\n{}", one(-3, "b1:9092", 20001));
+    let e = build(file(&neg).unwrap(), Overrides::default(), "f").unwrap_err();
+    assert!(e.contains("negative"), "{e}");
+}

@@ -52,7 +52,9 @@ impl Reauth {
             return Err(FilterError::Reauth("no broker connected".into()));
         };
         let Some(authenticator) = conn.authenticator() else {
-            return Err(FilterError::Reauth("the upstream connection has no SASL identity".into()));
+            return Err(FilterError::Reauth(
+                "the upstream connection has no SASL identity".into(),
+            ));
         };
         let mut t = Injected {
             io,

@@ -88,6 +88,7 @@ impl Registry {
                 bind: s.bind.clone(),
                 upstream: std::sync::RwLock::new(s.upstream.clone()),
                 is_static: true,
+                node_id: s.node_id,
                 tls: s.tls,
                 generation: std::sync::atomic::AtomicU64::new(1),
             });
@@ -97,6 +98,9 @@ impl Registry {
                 target: Target::Broker(slot.clone()),
                 proxy: s.proxy_protocol.unwrap_or(config.proxy_protocol),
             });
+            if let Some(id) = s.node_id {
+                inner.by_node.insert(id, slot.clone());
+            }
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
         Ok(Registry {
@@ -243,6 +247,7 @@ impl Registry {
             bind: HostPort::new(c.bind_host.clone(), port),
             upstream: std::sync::RwLock::new(upstream.clone()),
             is_static: false,
+            node_id: None,
             tls: None,
             generation: std::sync::atomic::AtomicU64::new(self.generation()),
         });
@@ -377,6 +382,13 @@ impl BrokerMapper for Registry {
         let mut inner = self.lock();
         if let Some(slot) = inner.by_static_upstream.get(&upstream).cloned() {
             inner.by_node.entry(node_id).or_insert_with(|| slot.clone());
+            if slot.node_id == Some(node_id) {
+                // Back on the cluster it started with (a rollback).
+                if slot.upstream() != upstream {
+                    slot.repoint(upstream);
+                }
+                slot.set_generation(self.generation());
+            }
             return Ok(slot.advertised.clone());
         }
         if let Some(slot) = inner.by_node.get(&node_id).cloned() {
@@ -384,7 +396,7 @@ impl BrokerMapper for Registry {
                 slot.set_generation(self.generation());
                 return Ok(slot.advertised.clone());
             }
-            if !slot.is_static {
+            if !slot.is_static || slot.node_id == Some(node_id) {
                 warn!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, "broker moved; listener re-pointed");
                 slot.repoint(upstream);
                 slot.set_generation(self.generation());

@@ -48,6 +48,7 @@ impl SniRouter {
             bind: self.config.listen.clone(),
             upstream: std::sync::RwLock::new(upstream),
             is_static: false,
+            node_id: None,
             tls: Some(true),
             // 0: not tracked by the cut-over's stale-listener refresh.
             generation: std::sync::atomic::AtomicU64::new(0),

@@ -186,7 +186,10 @@ async fn connect(
     span.record("broker", tracing::field::display(&up.broker));
     span.record("cluster", tracing::field::display(&up.cluster.0.name));
     ctx.set_authenticator(up.authenticator());
-    if m.on(Event::UpstreamConnected { sasl: up.authenticator().is_some() })? == State::Authenticating {
+    if m.on(Event::UpstreamConnected {
+        sasl: up.authenticator().is_some(),
+    })? == State::Authenticating
+    {
         c.authenticate(&mut up).await?;
         debug!(
             session_lifetime_ms = up.session_lifetime_ms,

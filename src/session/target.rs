@@ -15,6 +15,9 @@ pub struct BrokerSlot {
     pub bind: HostPort,
     pub(crate) upstream: RwLock<HostPort>,
     pub is_static: bool,
+    /// A static listener bound to a broker node id follows a cut-over to
+    /// that node id of the new cluster.
+    pub node_id: Option<i32>,
     /// Per-listener override of client-side TLS.
     pub tls: Option<bool>,
     /// The cluster generation `upstream` was learned from; after a

@@ -216,7 +216,10 @@ mod tests {
         let c = Clusters::new(a.clone(), Reach::default());
         let mut rx = c.subscribe();
         assert_eq!(c.current().generation, 1);
-        assert!(c.switch(a.clone(), Reach::default()).is_none(), "same settings: no switch");
+        assert!(
+            c.switch(a.clone(), Reach::default()).is_none(),
+            "same settings: no switch"
+        );
         let on_a = OnCluster::new(c.current());
         let b = Arc::new(Config::with_bootstrap(vec![HostPort::new("b", 2)]));
         let n = c.switch(b, Reach::default()).expect("switched");
