@@ -59,6 +59,9 @@ pub struct Shared {
     pub live: live::LiveCell,
     /// One broker refresh at a time after a cut-over.
     pub refresh: tokio::sync::Mutex<()>,
+    /// The SNI port's router, when there is one (the probe keeps its
+    /// names pointing at the current cluster).
+    pub sni: std::sync::OnceLock<Arc<listener::sni::SniRouter>>,
 }
 
 impl Shared {
@@ -189,6 +192,7 @@ fn start_sni(
         shared.registry.clone(),
     );
     info!(listener = %sni.listen, routes = %router.describe(), "SNI listener");
+    let _ = shared.sni.set(router.clone());
     let _ = tx.send(NewListener {
         socket,
         target: Target::Sni(router),
@@ -285,6 +289,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         clients: Default::default(),
         live: live::LiveCell::new(&config),
         refresh: tokio::sync::Mutex::new(()),
+        sni: std::sync::OnceLock::new(),
     });
     let reg = shared.registry.clone();
     shared.health.set_checks(vec![Box::new(move || reg.problem())]);

@@ -61,6 +61,7 @@ pub async fn once(shared: &Shared) -> Result<usize, String> {
         .map_err(|e| e.to_string())?;
     let seen = Listed {
         registry: shared.registry.as_ref(),
+        sni: shared.sni.get().map(|s| s.as_ref()),
         ids: Mutex::new(Vec::new()),
     };
     rewrite(RewriteKind::Metadata, &frame, 3, METADATA_VERSION, &seen).map_err(|e| e.to_string())?;
@@ -73,12 +74,18 @@ pub async fn once(shared: &Shared) -> Result<usize, String> {
 /// before any client asks) and keeps the complete list of node ids.
 struct Listed<'a> {
     registry: &'a Registry,
+    /// The SNI port's names, re-pointed too (after a cut-over).
+    sni: Option<&'a crate::listener::sni::SniRouter>,
     ids: Mutex<Vec<i32>>,
 }
 
 impl BrokerMapper for Listed<'_> {
     fn advertise(&self, node_id: i32, host: &str, port: i32) -> Result<Advertised, MapError> {
-        self.registry.advertise(node_id, host, port)
+        let listener = self.registry.advertise(node_id, host, port);
+        match self.sni {
+            Some(sni) => sni.advertise(node_id, host, port).or(listener),
+            None => listener,
+        }
     }
 
     fn listed(&self, node_ids: &[i32]) {

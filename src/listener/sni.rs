@@ -50,8 +50,9 @@ impl SniRouter {
             is_static: false,
             node_id: None,
             tls: Some(true),
-            // 0: not tracked by the cut-over's stale-listener refresh.
-            generation: std::sync::atomic::AtomicU64::new(0),
+            // After a cut-over a stale name is refreshed (the probe's
+            // Metadata re-points it) before it is dialled.
+            generation: std::sync::atomic::AtomicU64::new(self.registry.generation()),
         })
     }
 
@@ -84,6 +85,7 @@ impl BrokerMapper for SniRouter {
                 warn!(node_id, from = %s.upstream(), to = %upstream, "broker moved; SNI name re-pointed");
                 s.repoint(upstream);
             }
+            s.set_generation(self.registry.generation());
             return Ok(s.advertised.clone());
         }
         if by_node.len() >= self.max_brokers {
@@ -121,6 +123,7 @@ impl SniRoutes for SniRouter {
         // Learned through a port-per-broker listener: same upstream.
         if let Some(s) = self.registry.slot(node_id) {
             let slot = self.slot(node_id, s.upstream());
+            slot.set_generation(s.generation());
             self.lock().insert(node_id, slot.clone());
             return Ok(Target::Broker(slot));
         }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod mock_cluster;
+pub mod sni;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
