@@ -7,6 +7,7 @@ mod cli;
 mod file;
 pub mod listeners;
 mod ops;
+pub mod policy;
 mod sasl;
 mod tls;
 
@@ -199,6 +200,8 @@ pub struct Config {
     pub storm: StormLimits,
     /// New upstream connections wait while set (a cut-over's sync window).
     pub upstream_hold: bool,
+    /// What each principal may do; `None`: no policy filter in the chain.
+    pub policy: Option<std::sync::Arc<policy::PolicyConfig>>,
 }
 
 impl Config {
@@ -244,6 +247,7 @@ impl Config {
             tls_reload_interval: Duration::from_secs(2),
             storm: StormLimits::default(),
             upstream_hold: false,
+            policy: None,
         }
     }
 
