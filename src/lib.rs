@@ -261,6 +261,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         registry.clone(),
         authenticator,
         connector.clusters.generation.clone(),
+        config.policy.clone(),
     );
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {

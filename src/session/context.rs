@@ -28,6 +28,7 @@ struct Mutable {
     broker: Option<HostPort>,
     principal: Option<Arc<str>>,
     reauth_due: Option<Instant>,
+    stash: std::collections::VecDeque<(i32, Box<dyn std::any::Any + Send>)>,
 }
 
 pub struct Context {
@@ -146,6 +147,18 @@ impl Conn for Context {
     }
     fn principal(&self) -> Option<Arc<str>> {
         self.lock().principal.clone()
+    }
+    fn stash(&self, correlation_id: i32, v: Box<dyn std::any::Any + Send>) {
+        let mut g = self.lock();
+        if g.stash.len() >= crate::filter::MAX_STASHED {
+            g.stash.pop_front();
+        }
+        g.stash.push_back((correlation_id, v));
+    }
+    fn unstash(&self, correlation_id: i32) -> Option<Box<dyn std::any::Any + Send>> {
+        let mut g = self.lock();
+        let i = g.stash.iter().position(|(c, _)| *c == correlation_id)?;
+        g.stash.remove(i).map(|(_, v)| v)
     }
 }
 
