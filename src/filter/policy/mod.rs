@@ -132,7 +132,7 @@ impl Policy {
 fn malformed(h: &RequestHeader, cause: String) -> FilterError {
     FilterError::MalformedRequest {
         api_key: h.api_key,
-        cause: format!("policy cannot read the request: {cause}"),
+        cause: format!("policy cannot read v{} of it: {cause}", h.api_version),
     }
 }
 
