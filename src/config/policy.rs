@@ -14,11 +14,12 @@ use serde::Deserialize;
 
 /// Keys in the built-in `admin` group: everything that changes the
 /// cluster's shape, configuration, ACLs, quotas, credentials or features,
-/// or deletes data.
+/// deletes data, or describes ACLs, quotas and credentials.
 pub const ADMIN_KEYS: &[i16] = &[
     19, // CreateTopics
     20, // DeleteTopics
     21, // DeleteRecords
+    29, // DescribeAcls
     30, // CreateAcls
     31, // DeleteAcls
     33, // AlterConfigs
@@ -32,7 +33,9 @@ pub const ADMIN_KEYS: &[i16] = &[
     45, // AlterPartitionReassignments
     46, // ListPartitionReassignments
     47, // OffsetDelete
+    48, // DescribeClientQuotas
     49, // AlterClientQuotas
+    50, // DescribeUserScramCredentials
     51, // AlterUserScramCredentials
     57, // UpdateFeatures
     64, // UnregisterBroker
