@@ -158,3 +158,31 @@ def fetch_v13_errors(body: bytes) -> dict[bytes, tuple[int, int]]:
 
 def random_id() -> bytes:
     return uuid.uuid4().bytes
+
+
+def java_policy_client(classes, pki: Pki, who: str, bootstrap: str, *args: str) -> tuple[dict, str]:
+    """Runs KgatePolicyClient as `who` (PEM keystore: key + certificate)."""
+    import json
+    import shutil
+    import subprocess
+
+    from harness import kafka_jars_classpath, run_dir
+
+    java = shutil.which("java")
+    if not java:
+        raise AssertionError("java not found: run tests/setup.sh")
+    ks = run_dir() / f"{who}-java.pem"
+    ks.write_text(open(pki(f"{who}.key")).read() + open(pki(f"{who}.pem")).read())
+    props = {"security.protocol": "SSL", "ssl.keystore.type": "PEM", "ssl.keystore.location": str(ks),
+             "ssl.truststore.type": "PEM", "ssl.truststore.location": pki("ca.pem"),
+             "ssl.endpoint.identification.algorithm": ""}
+    pf = run_dir() / f"java-policy-{who}-{uuid.uuid4().hex[:6]}.properties"
+    pf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    cmd = [java, "-cp", f"{classes}:{kafka_jars_classpath()}", "KgatePolicyClient", str(pf), bootstrap, *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=200)
+    output = f"$ {' '.join(cmd)}\nexit {r.returncode}\n{r.stderr[-3000:]}\n{r.stdout[-2000:]}"
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    try:
+        return json.loads(lines[-1]), output
+    except (IndexError, ValueError):
+        return {"error": f"no JSON (exit {r.returncode})"}, output

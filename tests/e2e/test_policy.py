@@ -21,6 +21,7 @@ from harness import Kgate, poll_until, stop_kgate
 from policy_support import (
     TlsConn,
     fetch_v13_errors,
+    java_policy_client,
     kp_ssl,
     metadata_ids,
     parse_produce_v9,
@@ -29,7 +30,7 @@ from policy_support import (
     ssl_conf,
     start_policy_kgate,
 )
-from tls_support import Pki, pki  # noqa: F401 - the session PKI fixture
+from tls_support import Pki, java_tls_classes, pki  # noqa: F401 - fixtures used by name
 
 PARTS = 1
 
@@ -205,6 +206,25 @@ def test_kafka_python_denials_and_same_client_keeps_working(pki: Pki, kgate: Kga
 
 
 # --------------------------------------------------------------------------
+# The Java client (3.9: Fetch by topic id when offered v13+)
+# --------------------------------------------------------------------------
+
+
+def test_java_client_authorization_errors(pki: Pki, kgate: Kgate, topics, java_tls_classes) -> None:
+    tag = uuid.uuid4().hex[:4]
+    j, output = java_policy_client(java_tls_classes, pki, "alice", kgate.bootstrap_servers, topics["orders"],
+                                   topics["payments"], f"orders-java-{tag}", f"payments-java-{tag}",
+                                   f"orders.java-{tag}")
+    explain = f"{j}\n{output}\n--- kgate ---\n{kgate.proc.log_tail(30)}"
+    assert "error" not in j, explain
+    assert j["produce"] == ["ok", "TopicAuthorizationException", "ok"], explain
+    assert topics["orders"] in j["topics"] and all(t.startswith("orders.") for t in j["topics"]), explain
+    assert {"java-before", "java-after"} <= set(j["consumed"]), explain
+    assert j["group"] == "GroupAuthorizationException", explain
+    assert j["create"] == "TopicAuthorizationException", explain
+
+
+# --------------------------------------------------------------------------
 # Raw requests: split and merge, Fetch by topic id, mallory
 # --------------------------------------------------------------------------
 
@@ -229,6 +249,17 @@ def test_fetch_by_topic_id(pki: Pki, kgate: Kgate, topics) -> None:
         ids = metadata_ids(c.request(3, 12, kw.metadata_v12([topics["orders"], topics["payments"]])))
     orders_id, payments_id, unknown = ids[topics["orders"]][1], ids[topics["payments"]][1], random_id()
     with TlsConn(pki, "alice", kgate.port_base) as c:
+        # The Java 3.9 client takes the highest common version: Fetch v13+
+        # names topics by id, so test_java_client_authorization_errors
+        # consumes through this path too.
+        r = kw.Reader(c.request(18, 3, kw.api_versions_v3(), flexible=True, response_header_flexible=False))
+        assert r.i16() == 0
+        offered = {}
+        for _ in range(r.carray_len()):
+            k, lo, hi = r.i16(), r.i16(), r.i16()
+            r.tags()
+            offered[k] = hi
+        assert offered[1] >= 13, offered
         for tid, want in ((orders_id, 0), (payments_id, 29), (unknown, 100)):
             got = fetch_v13_errors(c.request(1, 16, kw.fetch_v16(tid, 0)))
             assert got[tid][0] == want, (tid, got)
