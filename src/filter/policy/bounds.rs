@@ -294,6 +294,50 @@ pub const TXN_OFFSET_COMMIT: Schema = Schema {
     ],
 };
 
+const DR_PART: &[F] = &[F(I32, 0, M), F(I64, 0, M)];
+const DR_TOPIC: &[F] = &[F(Str, 0, M), F(Arr(DR_PART), 0, M)];
+pub const DELETE_RECORDS: Schema = Schema {
+    min: 0,
+    max: 2,
+    flex: 2,
+    body: &[F(Arr(DR_TOPIC), 0, M), F(I32, 0, M)],
+};
+
+const CP_ASSIGN: &[F] = &[F(ArrI32, 0, M)];
+const CP_TOPIC: &[F] = &[F(Str, 0, M), F(I32, 0, M), F(Arr(CP_ASSIGN), 0, M)];
+pub const CREATE_PARTITIONS: Schema = Schema {
+    min: 0,
+    max: 3,
+    flex: 2,
+    body: &[F(Arr(CP_TOPIC), 0, M), F(I32, 0, M), F(I8, 0, M)],
+};
+
+const DC_RES: &[F] = &[F(I8, 0, M), F(Str, 0, M), F(ArrStr, 0, M)];
+pub const DESCRIBE_CONFIGS: Schema = Schema {
+    min: 1,
+    max: 4,
+    flex: 4,
+    body: &[F(Arr(DC_RES), 0, M), F(I8, 1, M), F(I8, 3, M)],
+};
+
+const AC_CONF: &[F] = &[F(Str, 0, M), F(Str, 0, M)];
+const AC_RES: &[F] = &[F(I8, 0, M), F(Str, 0, M), F(Arr(AC_CONF), 0, M)];
+pub const ALTER_CONFIGS: Schema = Schema {
+    min: 0,
+    max: 2,
+    flex: 2,
+    body: &[F(Arr(AC_RES), 0, M), F(I8, 0, M)],
+};
+
+const IAC_CONF: &[F] = &[F(Str, 0, M), F(I8, 0, M), F(Str, 0, M)];
+const IAC_RES: &[F] = &[F(I8, 0, M), F(Str, 0, M), F(Arr(IAC_CONF), 0, M)];
+pub const INCREMENTAL_ALTER_CONFIGS: Schema = Schema {
+    min: 0,
+    max: 1,
+    flex: 1,
+    body: &[F(Arr(IAC_RES), 0, M), F(I8, 0, M)],
+};
+
 #[cfg(test)]
 #[path = "bounds_tests.rs"]
 mod tests;

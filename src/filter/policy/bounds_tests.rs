@@ -185,3 +185,45 @@ fn metadata_all_topics_every_version() {
         check(&METADATA, v, &enc(&m, v)).unwrap_or_else(|e| panic!("v{v}: {e} {:?}", enc(&m, v)));
     }
 }
+
+#[test]
+fn records_partitions_and_configs() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::create_partitions_request::{
+        CreatePartitionsAssignment, CreatePartitionsTopic,
+    };
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request as iac;
+    agrees(
+        &DELETE_RECORDS,
+        &DeleteRecordsRequest::default().with_topics(vec![
+            DeleteRecordsTopic::default().with_partitions(vec![DeleteRecordsPartition::default()])
+        ]),
+    );
+    agrees(
+        &CREATE_PARTITIONS,
+        &CreatePartitionsRequest::default()
+            .with_topics(vec![CreatePartitionsTopic::default().with_assignments(Some(
+                vec![CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(1)])],
+            ))]),
+    );
+    agrees(
+        &DESCRIBE_CONFIGS,
+        &DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default().with_configuration_keys(Some(vec![s("retention.ms")]))
+        ]),
+    );
+    agrees(
+        &ALTER_CONFIGS,
+        &AlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default().with_configs(vec![AlterableConfig::default()])
+        ]),
+    );
+    agrees(
+        &INCREMENTAL_ALTER_CONFIGS,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            iac::AlterConfigsResource::default().with_configs(vec![iac::AlterableConfig::default()])
+        ]),
+    );
+}

@@ -3,7 +3,9 @@
 //! - Per entry (split when mixed): Produce, Fetch, ListOffsets, Metadata,
 //!   OffsetCommit, OffsetFetch, FindCoordinator, DescribeGroups,
 //!   DeleteGroups, CreateTopics, DeleteTopics, OffsetForLeaderEpoch,
-//!   TxnOffsetCommit; all or nothing as Kafka does: AddPartitionsToTxn.
+//!   TxnOffsetCommit, DeleteRecords, CreatePartitions, DescribeConfigs,
+//!   AlterConfigs, IncrementalAlterConfigs; all or nothing as Kafka does:
+//!   AddPartitionsToTxn.
 //! - One resource, top-level error: JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, ConsumerGroupHeartbeat, InitProducerId, AddOffsetsToTxn,
 //!   EndTxn.
@@ -15,7 +17,7 @@
 
 use super::frame::response_to;
 use super::gate::{Gate, Outcome, CLUSTER_DENIED, GROUP_DENIED};
-use super::{groups, topics, txn};
+use super::{admin, groups, topics, txn};
 use crate::config::policy::Rules;
 use crate::protocol::header::RequestHeader;
 use kafka_protocol::messages::*;
@@ -37,7 +39,7 @@ pub enum Handling {
 }
 
 const ENTRIES: &[i16] = &[
-    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 22, 23, 24, 25, 26, 28, 42, 68,
+    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 28, 32, 33, 37, 42, 44, 68,
 ];
 
 /// Keys whose response has a top-level error code kgate can set.
@@ -61,13 +63,13 @@ pub fn resources(k: i16) -> &'static [Resource] {
     match k {
         0 | 24 => &[Topic, Txn],
         28 => &[Topic, Txn, Group],
-        1 | 2 | 3 | 19 | 20 | 23 => &[Topic],
+        1 | 2 | 3 | 19 | 20 | 21 | 23 | 32 | 33 | 37 | 44 => &[Topic],
         8 => &[Topic, Group],
         9 | 11 | 12 | 13 | 14 | 15 | 42 | 68 => &[Group],
         10 | 25 => &[Group, Txn],
         22 | 26 => &[Txn],
         // Not checked per entry.
-        21 | 32 | 33 | 34 | 35 | 37 | 43 | 44 | 45 | 46 | 75 => &[Topic],
+        34 | 35 | 43 | 45 | 46 | 75 => &[Topic],
         16 | 69 => &[Group],
         47 => &[Topic, Group],
         61 => &[Topic, Txn],
@@ -98,6 +100,11 @@ pub fn entries(g: &mut Gate, h: &RequestHeader, frame: &[u8]) -> Result<Outcome,
         15 => groups::describe_groups(g, frame),
         19 => topics::create_topics(g, frame),
         20 => topics::delete_topics(g, frame),
+        21 => admin::delete_records(g, frame),
+        32 => admin::describe_configs(g, frame),
+        33 => admin::alter_configs(g, frame),
+        37 => admin::create_partitions(g, frame),
+        44 => admin::incremental_alter_configs(g, frame),
         22 | 25 | 26 => txn::single(g, h, frame),
         23 => topics::offset_for_leader_epoch(g, frame),
         24 => txn::add_partitions(g, frame),

@@ -456,3 +456,87 @@ fn plan_without_policy_is_unchanged_and_needs_follow_the_rules() {
     assert_eq!(strict.request_need(11, 5), Need::Whole);
     assert_eq!(strict.request_need(60, 1), Need::Header);
 }
+
+#[test]
+fn records_partitions_and_configs_per_entry() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::incremental_alter_configs_request::AlterConfigsResource;
+    let p = policy(RULES);
+    let c = alice();
+    let dr = DeleteRecordsRequest::default().with_topics(vec![DeleteRecordsTopic::default()
+        .with_name(TopicName(s("orders.eu")))
+        .with_partitions(vec![DeleteRecordsPartition::default().with_partition_index(4)])]);
+    let b = answer(run(&p, &c, ApiKey::DeleteRecords, 2, 1, &dr));
+    let (_, r): (i32, DeleteRecordsResponse) = read(ApiKey::DeleteRecords, 2, &b);
+    assert_eq!(
+        (
+            r.topics[0].partitions[0].partition_index,
+            r.topics[0].partitions[0].error_code
+        ),
+        (4, 29)
+    );
+    let cp = CreatePartitionsRequest::default().with_topics(vec![
+        CreatePartitionsTopic::default().with_name(TopicName(s("orders.eu")))
+    ]);
+    let b = answer(run(&p, &c, ApiKey::CreatePartitions, 3, 2, &cp));
+    assert_eq!(
+        read::<CreatePartitionsResponse>(ApiKey::CreatePartitions, 3, &b)
+            .1
+            .results[0]
+            .error_code,
+        29
+    );
+    // DescribeConfigs is not an admin key: topic resources follow `describe`,
+    // a broker resource the API gate; mixed, it is split.
+    let dc = DescribeConfigsRequest::default().with_resources(vec![
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("orders.eu")),
+        DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(s("payments")),
+        DescribeConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(s("111")),
+    ]);
+    let out = replaced(run(&p, &c, ApiKey::DescribeConfigs, 4, 3, &dc));
+    assert_eq!(
+        read_req::<DescribeConfigsRequest>(ApiKey::DescribeConfigs, 4, &out)
+            .resources
+            .len(),
+        2
+    );
+    let merged = p
+        .on_response(
+            &c,
+            &hdr(ApiKey::DescribeConfigs, 4, 3),
+            &resp(ApiKey::DescribeConfigs, 4, 3, &DescribeConfigsResponse::default()),
+        )
+        .unwrap()
+        .unwrap();
+    let (_, r): (i32, DescribeConfigsResponse) = read(ApiKey::DescribeConfigs, 4, &merged);
+    assert_eq!(
+        (&*r.results[0].resource_name, r.results[0].error_code),
+        ("payments", 29)
+    );
+    let iac = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+        .with_resource_type(4)
+        .with_resource_name(s("111"))]);
+    let b = answer(run(&p, &c, ApiKey::IncrementalAlterConfigs, 1, 4, &iac));
+    let (_, r): (i32, IncrementalAlterConfigsResponse) = read(ApiKey::IncrementalAlterConfigs, 1, &b);
+    assert_eq!(r.responses[0].error_code, 31, "an admin key, broker resource");
+    let ac = AlterConfigsRequest::default();
+    assert!(matches!(
+        run(
+            &p,
+            &TestConn::as_principal("admin"),
+            ApiKey::AlterConfigs,
+            2,
+            5,
+            &ac
+        ),
+        RequestVerdict::Pass
+    ));
+}
