@@ -274,7 +274,11 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
     let connector = Connector::new(config.clone(), upstream_tls, authenticator);
     connector.clusters.set_hold(config.upstream_hold);
-    let chain = filter::standard_chain(registry.clone(), connector.clusters.generation.clone());
+    let chain = filter::standard_chain(
+        registry.clone(),
+        connector.clusters.generation.clone(),
+        config.policy.clone(),
+    );
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
         config: config.clone(),

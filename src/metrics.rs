@@ -131,6 +131,9 @@ pub struct Metrics {
     pub proxy_protocol: Family<&'static str>,
     /// SNI-routed connections by result: bootstrap, broker, refused.
     pub sni_routes: Family<&'static str>,
+    /// Requests the policy denied (wholly or in part), by API name and
+    /// resource type (topic, topic id, group, transactional id, api).
+    pub policy_denials: Family<(&'static str, &'static str)>,
     /// Frames streamed through without being assembled, per direction.
     pub frames_streamed: [AtomicU64; 2],
     /// Streamed frames whose unread part moved by splice(2).
@@ -160,6 +163,7 @@ impl Default for Metrics {
             per_client_refused: AtomicU64::new(0),
             proxy_protocol: Family::default(),
             sni_routes: Family::default(),
+            policy_denials: Family::default(),
             frames_streamed: Default::default(),
             frames_spliced: AtomicU64::new(0),
             by_listener: Mutex::new(BTreeMap::new()),

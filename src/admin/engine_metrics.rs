@@ -65,6 +65,18 @@ pub fn render(m: &Metrics, o: &mut String) {
     }
     head(
         o,
+        "kgate_policy_denials_total",
+        "counter",
+        "Requests the policy denied wholly or in part, by API and resource type.",
+    );
+    for ((api, kind), n) in m.policy_denials.snapshot() {
+        let _ = writeln!(
+            o,
+            "kgate_policy_denials_total{{api=\"{api}\",resource=\"{kind}\"}} {n}"
+        );
+    }
+    head(
+        o,
         "kgate_frames_streamed_total",
         "counter",
         "Frames forwarded cut-through, without being assembled.",

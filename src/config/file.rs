@@ -61,6 +61,7 @@ pub struct FileConfig {
     pub proxy_protocol: Option<String>,
     #[serde(default)]
     pub sni: super::listeners::FileSni,
+    pub policy: Option<super::policy::FilePolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +184,7 @@ pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Con
             super::ProxyMode::parse(&m).map_err(|e| err(format!("key `proxy_protocol`: {e}")))?;
     }
     c.sni = super::listeners::sni(std::mem::take(&mut file.sni), c.downstream_tls.is_some()).map_err(err)?;
+    c.policy = super::policy::policy(file.policy.take()).map_err(err)?;
     if c.downstream_tls.is_none() {
         if let Some(i) = c.static_listeners.iter().position(|s| s.tls == Some(true)) {
             return Err(err(format!(

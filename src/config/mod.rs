@@ -7,6 +7,7 @@ mod cli;
 mod file;
 pub mod listeners;
 mod ops;
+pub mod policy;
 mod sasl;
 mod tls;
 
@@ -202,6 +203,8 @@ pub struct Config {
     pub storm: StormLimits,
     /// New upstream connections wait while set (a cut-over's sync window).
     pub upstream_hold: bool,
+    /// What each principal may do; `None`: no policy filter in the chain.
+    pub policy: Option<std::sync::Arc<policy::PolicyConfig>>,
     /// How the old cluster's connections move at a cut-over to this config.
     pub cutover_order: CutoverOrder,
 }
@@ -261,6 +264,7 @@ impl Config {
             storm: StormLimits::default(),
             upstream_hold: false,
             cutover_order: CutoverOrder::AllAtOnce,
+            policy: None,
         }
     }
 

@@ -90,23 +90,45 @@ impl Chain {
     }
 
     /// Runs the request filters of `plan`. The first `Answer` wins; a
-    /// `NoResponse` from any filter is kept.
+    /// `NoResponse` from any filter is kept. A filter that replaces the
+    /// request hands the replacement to the filters after it and is
+    /// added to `plan`'s response filters, with the response seen whole,
+    /// so it can put back what it took out.
     pub fn on_request(
         &self,
         conn: &dyn Conn,
         h: &RequestHeader,
         frame: &[u8],
-        plan: &Plan,
+        plan: &mut Plan,
     ) -> Result<RequestVerdict, FilterError> {
-        let mut verdict = RequestVerdict::Pass;
-        for f in self.each(plan.request_filters) {
-            match f.on_request(conn, h, frame)? {
+        let mut no_response = false;
+        let mut replaced: Option<Bytes> = None;
+        for (i, f) in self.filters.iter().enumerate() {
+            if plan.request_filters & (1 << i) == 0 {
+                continue;
+            }
+            let seen = replaced.as_deref().unwrap_or(frame);
+            match f.on_request(conn, h, seen)? {
                 RequestVerdict::Pass => {}
-                RequestVerdict::NoResponse => verdict = RequestVerdict::NoResponse,
+                RequestVerdict::NoResponse => no_response = true,
+                RequestVerdict::Replace(b) => {
+                    plan.response = ResponseNeed::Whole;
+                    plan.response_filters |= 1 << i;
+                    replaced = Some(b);
+                }
                 answer @ RequestVerdict::Answer(_) => return Ok(answer),
             }
         }
-        Ok(verdict)
+        match (replaced, no_response) {
+            (Some(_), true) => Err(FilterError::Rejected {
+                api_key: h.api_key,
+                api_version: h.api_version,
+                why: "a filter replaced a request that expects no response",
+            }),
+            (Some(b), false) => Ok(RequestVerdict::Replace(b)),
+            (None, true) => Ok(RequestVerdict::NoResponse),
+            (None, false) => Ok(RequestVerdict::Pass),
+        }
     }
 
     /// Runs the response filters of `plan` over a whole response.

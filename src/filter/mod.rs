@@ -18,6 +18,7 @@ pub mod allow_list;
 pub mod api_versions;
 pub mod broker_address;
 pub mod chain;
+pub mod policy;
 pub mod reauth;
 pub mod sasl_refusal;
 
@@ -33,17 +34,24 @@ use tokio::time::Instant;
 pub use chain::{Chain, Plan};
 
 /// Today's chain, in order: SASL refusal and the allow-list answer or
-/// close first; acks tracking reads Produce heads; ApiVersions and
-/// broker-address rewriting handle responses; re-authentication runs on
-/// its timer on connections whose upstream uses SASL.
+/// close first; the policy (only when `[policy]` is configured) answers
+/// denials and splits mixed requests; acks tracking reads Produce heads;
+/// ApiVersions and broker-address rewriting handle responses;
+/// re-authentication runs on its timer on connections whose upstream uses SASL.
 pub fn standard_chain(
     mapper: Arc<dyn crate::rewrite::BrokerMapper>,
     generation: Arc<std::sync::atomic::AtomicU64>,
+    policy: Option<Arc<crate::config::policy::PolicyConfig>>,
 ) -> Chain {
-    let filters: Vec<Arc<dyn Filter>> = vec![
+    let mut filters: Vec<Arc<dyn Filter>> = vec![
         Arc::new(sasl_refusal::SaslRefusal),
         Arc::new(allow_list::AllowList),
-        Arc::new(acks::Acks),
+    ];
+    if let Some(p) = policy {
+        filters.push(Arc::new(policy::Policy::new(p, Default::default())));
+    }
+    filters.extend([
+        Arc::new(acks::Acks) as Arc<dyn Filter>,
         Arc::new(api_versions::ApiVersions),
         Arc::new(broker_address::BrokerAddress {
             mapper,
@@ -52,7 +60,7 @@ pub fn standard_chain(
         // Always present: a cut-over can bring upstream SASL, and a
         // connection without it has no timer, so it costs nothing.
         Arc::new(reauth::Reauth),
-    ];
+    ]);
     Chain::new(filters)
 }
 
@@ -92,6 +100,9 @@ pub enum RequestVerdict {
     NoResponse,
     /// Do not forward; send this response to the client instead.
     Answer(Bytes),
+    /// Forward this frame (same header) instead; the filter then sees the
+    /// response whole, whatever its declared response need.
+    Replace(Bytes),
 }
 
 /// Why a filter closes the connection.
@@ -148,7 +159,18 @@ pub trait Conn: Send + Sync {
     fn authenticator(&self) -> Option<Arc<crate::upstream::sasl::Authenticator>> {
         None
     }
+    /// Keeps what a filter needs to finish the response to request
+    /// `correlation_id` (e.g. entries it took out of the request). At most
+    /// [`MAX_STASHED`] are kept per connection; the oldest go first.
+    fn stash(&self, _correlation_id: i32, _v: Box<dyn std::any::Any + Send>) {}
+    /// Takes back the oldest stash for `correlation_id`.
+    fn unstash(&self, _correlation_id: i32) -> Option<Box<dyn std::any::Any + Send>> {
+        None
+    }
 }
+
+/// Stashed entries kept per connection (bounded like the in-flight queue).
+pub const MAX_STASHED: usize = 1024;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 

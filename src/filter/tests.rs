@@ -12,6 +12,17 @@ pub struct TestConn {
     pub lifetime: AtomicI64,
     pub due: Mutex<Option<Instant>>,
     pub broker: Option<HostPort>,
+    pub principal: Option<std::sync::Arc<str>>,
+    pub stash: Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>,
+}
+
+impl TestConn {
+    pub fn as_principal(p: &str) -> Self {
+        TestConn {
+            principal: Some(p.into()),
+            ..Default::default()
+        }
+    }
 }
 
 impl Default for TestConn {
@@ -20,6 +31,8 @@ impl Default for TestConn {
             lifetime: AtomicI64::new(0),
             due: Mutex::new(None),
             broker: Some(HostPort::new("b-1.example", 9098)),
+            principal: None,
+            stash: Mutex::new(Vec::new()),
         }
     }
 }
@@ -48,6 +61,17 @@ impl Conn for TestConn {
     }
     fn set_reauth_due(&self, at: Option<Instant>) {
         *self.due.lock().unwrap() = at;
+    }
+    fn principal(&self) -> Option<std::sync::Arc<str>> {
+        self.principal.clone()
+    }
+    fn stash(&self, correlation_id: i32, v: Box<dyn std::any::Any + Send>) {
+        self.stash.lock().unwrap().push((correlation_id, v));
+    }
+    fn unstash(&self, correlation_id: i32) -> Option<Box<dyn std::any::Any + Send>> {
+        let mut s = self.stash.lock().unwrap();
+        let i = s.iter().position(|(c, _)| *c == correlation_id)?;
+        Some(s.remove(i).1)
     }
 }
 

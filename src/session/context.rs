@@ -29,6 +29,7 @@ struct Mutable {
     principal: Option<Arc<str>>,
     reauth_due: Option<Instant>,
     upstream_auth: Option<Arc<crate::upstream::sasl::Authenticator>>,
+    stash: std::collections::VecDeque<(i32, Box<dyn std::any::Any + Send>)>,
 }
 
 pub struct Context {
@@ -156,6 +157,18 @@ impl Conn for Context {
     }
     fn authenticator(&self) -> Option<Arc<crate::upstream::sasl::Authenticator>> {
         self.lock().upstream_auth.clone()
+    }
+    fn stash(&self, correlation_id: i32, v: Box<dyn std::any::Any + Send>) {
+        let mut g = self.lock();
+        if g.stash.len() >= crate::filter::MAX_STASHED {
+            g.stash.pop_front();
+        }
+        g.stash.push_back((correlation_id, v));
+    }
+    fn unstash(&self, correlation_id: i32) -> Option<Box<dyn std::any::Any + Send>> {
+        let mut g = self.lock();
+        let i = g.stash.iter().position(|(c, _)| *c == correlation_id)?;
+        g.stash.remove(i).map(|(_, v)| v)
     }
 }
 

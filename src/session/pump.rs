@@ -277,7 +277,7 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
             .stats
             .bytes_client_to_broker
             .fetch_add(total as u64, Relaxed);
-        let plan = p.chain.plan(h.api_key, h.api_version);
+        let mut plan = p.chain.plan(h.api_key, h.api_version);
         let seen = match plan.request {
             Need::Skip => 0,
             Need::Header => HEADER,
@@ -288,13 +288,20 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
         c.ensure(seen).await.map_err(SessionError::ClientFrame)?;
         let verdict = match plan.request {
             Need::Skip => RequestVerdict::Pass,
-            _ => p.chain.on_request(p.ctx, &h, &c.buffered()[..seen], &plan)?,
+            _ => p.chain.on_request(p.ctx, &h, &c.buffered()[..seen], &mut plan)?,
         };
         match verdict {
             RequestVerdict::Answer(bytes) => {
                 // The request is dropped: read past it, answer in order.
                 c.copy_to(total, &mut tokio::io::sink()).await.map_err(copy_err)?;
                 self.tx.send(Pending::Local(bytes)).await.map_err(gone)
+            }
+            RequestVerdict::Replace(bytes) => {
+                // The original is read past; the replacement goes instead.
+                c.copy_to(total, &mut tokio::io::sink()).await.map_err(copy_err)?;
+                self.expect(h, plan).await?;
+                self.batch.push(bytes);
+                Ok(())
             }
             RequestVerdict::NoResponse => self.send(total, p.splice).await,
             RequestVerdict::Pass => {

@@ -1,0 +1,387 @@
+//! `[policy]`: what each principal may do. Parsed and validated here; the
+//! policy filter (`filter::policy`) enforces it.
+//!
+//! A connection's rules are found once per request: no principal → the
+//! `default` rules; a principal → the first `[[policy.principal]]` block
+//! whose `names` match it; a principal no block names → `unmatched`.
+//! Within a block every gate must agree: the API key must be allowed, and
+//! each topic, group and transactional id it names must be allowed for the
+//! operation the API performs. A block without `topics` leaves topics
+//! unrestricted (likewise `groups`, `transactional_ids`); a block with an
+//! empty list allows none.
+
+use serde::Deserialize;
+
+/// Keys in the built-in `admin` group: everything that changes the
+/// cluster's shape, configuration, ACLs, quotas, credentials or features,
+/// deletes data, or describes ACLs, quotas and credentials.
+pub const ADMIN_KEYS: &[i16] = &[
+    19, // CreateTopics
+    20, // DeleteTopics
+    21, // DeleteRecords
+    29, // DescribeAcls
+    30, // CreateAcls
+    31, // DeleteAcls
+    33, // AlterConfigs
+    34, // AlterReplicaLogDirs
+    37, // CreatePartitions
+    38, // CreateDelegationToken
+    39, // RenewDelegationToken
+    40, // ExpireDelegationToken
+    43, // ElectLeaders
+    44, // IncrementalAlterConfigs
+    45, // AlterPartitionReassignments
+    46, // ListPartitionReassignments
+    47, // OffsetDelete
+    48, // DescribeClientQuotas
+    49, // AlterClientQuotas
+    50, // DescribeUserScramCredentials
+    51, // AlterUserScramCredentials
+    57, // UpdateFeatures
+    64, // UnregisterBroker
+];
+
+/// Keys every principal may send whatever its rules say: version
+/// negotiation and authentication (answered before policy applies).
+pub const ALWAYS_ALLOWED: &[i16] = &[17, 18, 36];
+
+/// How a resource name is matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Literal(String),
+    Prefix(String),
+    /// `*` any run of characters, `?` one character.
+    Glob(String),
+}
+
+impl Pattern {
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            Pattern::Literal(l) => l == name,
+            Pattern::Prefix(p) => name.starts_with(p.as_str()),
+            Pattern::Glob(g) => glob(g.as_bytes(), name.as_bytes()),
+        }
+    }
+}
+
+/// Iterative glob match with one back-tracking point (linear for `*`).
+pub fn glob(p: &[u8], s: &[u8]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Operations, as a bit set.
+pub mod op {
+    pub const READ: u8 = 1;
+    pub const WRITE: u8 = 2;
+    pub const DESCRIBE: u8 = 4;
+    pub const CREATE: u8 = 8;
+    pub const DELETE: u8 = 16;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRule {
+    pub pattern: Pattern,
+    pub ops: u8,
+}
+
+/// `None`: unrestricted; `Some(rules)`: only what a rule grants.
+pub type Resources = Option<Vec<ResourceRule>>;
+
+/// Grants `op` on `name`?
+pub fn grants(r: &Resources, name: &str, op: u8) -> bool {
+    match r {
+        None => true,
+        Some(rules) => rules.iter().any(|x| x.ops & op != 0 && x.pattern.matches(name)),
+    }
+}
+
+/// One block of rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Allowed API keys, indexed by key (0..128); keys beyond are denied.
+    pub apis: [bool; 128],
+    pub topics: Resources,
+    pub groups: Resources,
+    pub transactional_ids: Resources,
+}
+
+impl Rules {
+    pub fn everything() -> Self {
+        Rules {
+            apis: [true; 128],
+            topics: None,
+            groups: None,
+            transactional_ids: None,
+        }
+    }
+
+    pub fn nothing() -> Self {
+        let mut apis = [false; 128];
+        for &k in ALWAYS_ALLOWED {
+            apis[k as usize] = true;
+        }
+        apis[3] = true; // Metadata, showing no topics
+        Rules {
+            apis,
+            topics: Some(vec![]),
+            groups: Some(vec![]),
+            transactional_ids: Some(vec![]),
+        }
+    }
+
+    pub fn api_allowed(&self, key: i16) -> bool {
+        usize::try_from(key)
+            .ok()
+            .and_then(|k| self.apis.get(k).copied())
+            .unwrap_or(false)
+    }
+
+    /// Whether these rules restrict anything beyond API keys.
+    pub fn has_resources(&self) -> bool {
+        self.topics.is_some() || self.groups.is_some() || self.transactional_ids.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRules {
+    pub names: Vec<Pattern>,
+    pub rules: Rules,
+}
+
+/// The validated `[policy]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub default: Rules,
+    pub principals: Vec<PrincipalRules>,
+    pub unmatched: Rules,
+}
+
+impl PolicyConfig {
+    /// The rules for a connection's principal.
+    pub fn rules_for(&self, principal: Option<&str>) -> &Rules {
+        match principal {
+            None => &self.default,
+            Some(p) => self
+                .principals
+                .iter()
+                .find(|b| b.names.iter().any(|n| n.matches(p)))
+                .map(|b| &b.rules)
+                .unwrap_or(&self.unmatched),
+        }
+    }
+
+    /// Every rule block (default, unmatched and per principal).
+    pub fn all_rules(&self) -> impl Iterator<Item = &Rules> {
+        [&self.default, &self.unmatched]
+            .into_iter()
+            .chain(self.principals.iter().map(|p| &p.rules))
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicy {
+    pub default: Option<String>,
+    pub unmatched: Option<String>,
+    #[serde(default)]
+    pub principal: Vec<FilePrincipal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePrincipal {
+    pub names: Vec<String>,
+    pub apis_allow: Option<Vec<ApiName>>,
+    pub apis_deny: Option<Vec<ApiName>>,
+    pub topics: Option<Vec<FileResource>>,
+    pub groups: Option<Vec<FileResource>>,
+    pub transactional_ids: Option<Vec<FileResource>>,
+}
+
+/// An API written as its name (`"Produce"`), its key (`0`), or a group
+/// (`"admin"`, `"all"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ApiName {
+    Key(i64),
+    Name(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileResource {
+    pub name: Option<String>,
+    pub prefix: Option<String>,
+    pub glob: Option<String>,
+    pub ops: Vec<String>,
+}
+
+fn block_from_word(key: &str, w: Option<&str>, fallback: Rules) -> Result<Rules, String> {
+    match w {
+        None => Ok(fallback),
+        Some("allow") => Ok(Rules::everything()),
+        Some("deny") => Ok(Rules::nothing()),
+        Some(o) => Err(format!("key `{key}`: `{o}` is not one of \"allow\", \"deny\"")),
+    }
+}
+
+/// Validates `[policy]`; `None` when the file has no such section.
+pub fn policy(f: Option<FilePolicy>) -> Result<Option<std::sync::Arc<PolicyConfig>>, String> {
+    let Some(f) = f else { return Ok(None) };
+    let default = block_from_word("policy.default", f.default.as_deref(), Rules::everything())?;
+    let unmatched = block_from_word("policy.unmatched", f.unmatched.as_deref(), Rules::nothing())?;
+    let mut principals = Vec::new();
+    for (i, p) in f.principal.into_iter().enumerate() {
+        principals.push(principal(&format!("policy.principal[{i}]"), p)?);
+    }
+    Ok(Some(std::sync::Arc::new(PolicyConfig {
+        default,
+        principals,
+        unmatched,
+    })))
+}
+
+fn principal(at: &str, p: FilePrincipal) -> Result<PrincipalRules, String> {
+    if p.names.is_empty() {
+        return Err(format!(
+            "key `{at}.names`: list at least one principal name or glob"
+        ));
+    }
+    let mut names = Vec::new();
+    for (j, n) in p.names.iter().enumerate() {
+        if n.is_empty() {
+            return Err(format!("key `{at}.names[{j}]`: empty name"));
+        }
+        names.push(if n.contains(['*', '?']) {
+            Pattern::Glob(n.clone())
+        } else {
+            Pattern::Literal(n.clone())
+        });
+    }
+    let mut apis = [false; 128];
+    match &p.apis_allow {
+        None => {
+            apis = [true; 128];
+            for &k in ADMIN_KEYS {
+                apis[k as usize] = false;
+            }
+        }
+        Some(list) => {
+            for (j, a) in list.iter().enumerate() {
+                for k in api_keys(&format!("{at}.apis_allow[{j}]"), a)? {
+                    apis[k as usize] = true;
+                }
+            }
+        }
+    }
+    for (j, a) in p.apis_deny.iter().flatten().enumerate() {
+        for k in api_keys(&format!("{at}.apis_deny[{j}]"), a)? {
+            apis[k as usize] = false;
+        }
+    }
+    for &k in ALWAYS_ALLOWED {
+        apis[k as usize] = true;
+    }
+    Ok(PrincipalRules {
+        names,
+        rules: Rules {
+            apis,
+            topics: resources(&format!("{at}.topics"), p.topics, &TOPIC_OPS)?,
+            groups: resources(&format!("{at}.groups"), p.groups, &GROUP_OPS)?,
+            transactional_ids: resources(&format!("{at}.transactional_ids"), p.transactional_ids, &TXN_OPS)?,
+        },
+    })
+}
+
+const TOPIC_OPS: [(&str, u8); 5] = [
+    ("read", op::READ),
+    ("write", op::WRITE),
+    ("describe", op::DESCRIBE),
+    ("create", op::CREATE),
+    ("delete", op::DELETE),
+];
+const GROUP_OPS: [(&str, u8); 3] = [
+    ("read", op::READ),
+    ("describe", op::DESCRIBE),
+    ("delete", op::DELETE),
+];
+const TXN_OPS: [(&str, u8); 2] = [("write", op::WRITE), ("describe", op::DESCRIBE)];
+
+fn resources(at: &str, list: Option<Vec<FileResource>>, known: &[(&str, u8)]) -> Result<Resources, String> {
+    let Some(list) = list else { return Ok(None) };
+    let mut out = Vec::new();
+    for (i, r) in list.into_iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let pattern = match (r.name, r.prefix, r.glob) {
+            (Some(n), None, None) => Pattern::Literal(n),
+            (None, Some(p), None) => Pattern::Prefix(p),
+            (None, None, Some(g)) => Pattern::Glob(g),
+            _ => {
+                return Err(format!(
+                    "key `{at}`: give exactly one of `name`, `prefix`, `glob`"
+                ))
+            }
+        };
+        if r.ops.is_empty() {
+            return Err(format!("key `{at}.ops`: list at least one operation"));
+        }
+        let mut ops = 0;
+        for o in &r.ops {
+            let bit = if o == "all" {
+                known.iter().fold(0, |a, (_, b)| a | b)
+            } else {
+                known
+                    .iter()
+                    .find(|(n, _)| n == o)
+                    .map(|(_, b)| *b)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+                        format!("key `{at}.ops`: `{o}` is not one of {}, all", names.join(", "))
+                    })?
+            };
+            ops |= bit;
+        }
+        out.push(ResourceRule { pattern, ops });
+    }
+    Ok(Some(out))
+}
+
+/// The keys one `apis_allow`/`apis_deny` entry stands for.
+fn api_keys(at: &str, a: &ApiName) -> Result<Vec<i16>, String> {
+    use kafka_protocol::messages::ApiKey;
+    match a {
+        ApiName::Key(k) => match i16::try_from(*k) {
+            Ok(k) if ApiKey::try_from(k).is_ok() => Ok(vec![k]),
+            _ => Err(format!("key `{at}`: {k} is not a Kafka API key")),
+        },
+        ApiName::Name(n) if n == "admin" => Ok(ADMIN_KEYS.to_vec()),
+        ApiName::Name(n) if n == "all" => Ok((0..128).collect()),
+        ApiName::Name(n) => (0..128i16)
+            .find(|&k| ApiKey::try_from(k).is_ok_and(|api| format!("{api:?}") == *n))
+            .map(|k| vec![k])
+            .ok_or_else(|| {
+                format!("key `{at}`: `{n}` is not a Kafka API name (e.g. \"Produce\", \"CreateTopics\"), key number, \"admin\" or \"all\"")
+            }),
+    }
+}
+
+#[cfg(test)]
+#[path = "policy_tests.rs"]
+mod tests;
