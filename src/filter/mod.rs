@@ -144,6 +144,11 @@ pub trait Conn: Send + Sync {
     fn principal(&self) -> Option<Arc<str>> {
         None
     }
+    /// The principal's own upstream identity (`[[upstream_identity]]`);
+    /// `None`: kgate's own.
+    fn upstream_authenticator(&self) -> Option<Arc<crate::upstream::sasl::Authenticator>> {
+        None
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

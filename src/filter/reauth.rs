@@ -2,7 +2,9 @@
 //! the session lifetime the broker granted, the pump holds new client
 //! requests, lets in-flight responses drain, and this filter runs
 //! SaslHandshake and SaslAuthenticate through [`Inject`] with kgate's own
-//! correlation ids; their responses never reach the client.
+//! correlation ids; their responses never reach the client. It signs as
+//! the connection's own upstream identity when `[[upstream_identity]]`
+//! gave it one, so each principal's role session stays alive.
 
 use super::{BoxFuture, Conn, Filter, FilterError, Inject};
 use crate::metrics;
@@ -56,7 +58,10 @@ impl Reauth {
             io,
             next: KGATE_CORRELATION_BASE + 1_000_000,
         };
-        match self.authenticator.authenticate(&mut t, &broker.host).await {
+        // The connection's own identity keeps its session; else kgate's.
+        let own = conn.upstream_authenticator();
+        let a = own.as_deref().unwrap_or(&self.authenticator);
+        match a.authenticate(&mut t, &broker.host).await {
             Ok(outcome) => {
                 let pause = started.elapsed();
                 m.reauth_total.fetch_add(1, Relaxed);

@@ -8,6 +8,7 @@ use crate::config::HostPort;
 use crate::filter::Conn;
 use crate::metrics::{self, ListenerStats};
 use crate::tls::identity::Identity;
+use crate::upstream::sasl::Authenticator;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +46,8 @@ pub struct Context {
     inner: Mutex<Mutable>,
     /// Immutable copy of the identity subject, for `Conn::identity`.
     subject: std::sync::OnceLock<String>,
+    /// The principal's own upstream identity, when it has one.
+    upstream_auth: std::sync::OnceLock<Arc<Authenticator>>,
 }
 
 impl Context {
@@ -62,6 +65,7 @@ impl Context {
             cluster_generation: AtomicU64::new(0),
             inner: Mutex::new(Mutable::default()),
             subject: std::sync::OnceLock::new(),
+            upstream_auth: std::sync::OnceLock::new(),
         }
     }
 
@@ -108,6 +112,12 @@ impl Context {
     pub fn set_principal(&self, p: &str) {
         self.lock().principal = Some(p.into());
     }
+
+    /// Records the principal's own upstream identity (set once); read by
+    /// re-authentication through [`Conn::upstream_authenticator`].
+    pub fn set_upstream_authenticator(&self, a: Arc<Authenticator>) {
+        let _ = self.upstream_auth.set(a);
+    }
 }
 
 impl Conn for Context {
@@ -146,6 +156,9 @@ impl Conn for Context {
     }
     fn principal(&self) -> Option<Arc<str>> {
         self.lock().principal.clone()
+    }
+    fn upstream_authenticator(&self) -> Option<Arc<Authenticator>> {
+        self.upstream_auth.get().cloned()
     }
 }
 

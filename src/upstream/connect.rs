@@ -10,6 +10,7 @@
 
 use super::cluster::{Clusters, OnCluster};
 use super::dial::{dial, DialError, Route};
+use super::identity::{Identities, Mapped};
 use super::sasl::direct::Direct;
 use super::sasl::{Authenticator, SaslError};
 use super::storm::{Slot, Storm};
@@ -35,6 +36,17 @@ pub struct Upstream {
     pub slot: Slot,
     /// The cluster generation this connection belongs to (counted there).
     pub cluster: OnCluster,
+    /// The principal's own upstream identity; `None`: kgate's own.
+    pub identity: Option<Arc<Mapped>>,
+}
+
+/// As whom a connection reaches the cluster.
+#[derive(Debug, Clone, Copy)]
+pub enum As<'a> {
+    /// kgate's own identity (the probe).
+    Kgate,
+    /// A client connection with this principal (`None`: none known).
+    Client(Option<&'a str>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +57,8 @@ pub enum ConnectError {
     Tls(String),
     #[error("{0}")]
     Sasl(#[from] SaslError),
+    #[error("no upstream identity: {0}")]
+    Identity(String),
     #[error("upstream_hold is on (a cut-over in progress) and was not released within upstream_connect_wait_ms ({0} ms); the client will reconnect")]
     Held(u64),
 }
@@ -58,6 +72,8 @@ pub struct Connector {
     pub throttle: Throttle,
     /// Per-broker rate and maximum of new connections.
     pub storm: Storm,
+    /// `[[upstream_identity]]`, when configured.
+    pub identities: Option<Identities>,
 }
 
 impl Connector {
@@ -72,7 +88,14 @@ impl Connector {
             throttle: Throttle::default(),
             storm: Storm::new(config.storm),
             clusters: Clusters::new(config),
+            identities: None,
         }
+    }
+
+    /// Per-principal identities (set once, at start-up).
+    pub fn with_identities(mut self, ids: Option<Identities>) -> Self {
+        self.identities = ids;
+        self
     }
 
     /// Whether [`Connector::authenticate`] has work to do.
@@ -80,8 +103,13 @@ impl Connector {
         self.authenticator.is_some()
     }
 
-    /// Waits out any back-off, dials and completes TLS.
-    pub async fn open(&self, route: &Route) -> Result<Upstream, ConnectError> {
+    /// Chooses the identity for `who` (a refused principal never dials),
+    /// waits out any back-off, dials and completes TLS.
+    pub async fn open(&self, route: &Route, who: As<'_>) -> Result<Upstream, ConnectError> {
+        let identity = match (&self.identities, who) {
+            (Some(ids), As::Client(p)) => ids.resolve(p).await.map_err(|e| ConnectError::Identity(e.0))?,
+            _ => None,
+        };
         let limit = self.storm.limits().wait;
         if !self.clusters.released(limit).await {
             return Err(ConnectError::Held(limit.as_millis() as u64));
@@ -116,14 +144,20 @@ impl Connector {
             session_lifetime_ms: 0,
             slot: up.slot,
             cluster: OnCluster::new(cluster),
+            identity,
         })
     }
 
-    /// kgate's own SASL exchange on a fresh connection (a no-op without
-    /// SASL). "Too many connects" starts a back-off for that broker.
+    /// The SASL exchange on a fresh connection, as the identity
+    /// [`Connector::open`] chose (a no-op without SASL). "Too many
+    /// connects" starts a back-off for that broker.
     pub async fn authenticate(&self, up: &mut Upstream) -> Result<(), ConnectError> {
-        let Some(a) = &self.authenticator else {
-            return Ok(());
+        let a = match &up.identity {
+            Some(m) => m.authenticator.clone(),
+            None => match &self.authenticator {
+                Some(a) => a.clone(),
+                None => return Ok(()),
+            },
         };
         let key = up.broker.to_string();
         match a
@@ -146,9 +180,9 @@ impl Connector {
         }
     }
 
-    /// [`Connector::open`] then [`Connector::authenticate`].
+    /// [`Connector::open`] then [`Connector::authenticate`], as kgate.
     pub async fn connect(&self, route: &Route) -> Result<Upstream, ConnectError> {
-        let mut up = self.open(route).await?;
+        let mut up = self.open(route, As::Kgate).await?;
         self.authenticate(&mut up).await?;
         Ok(up)
     }
