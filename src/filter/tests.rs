@@ -12,6 +12,7 @@ pub struct TestConn {
     pub lifetime: AtomicI64,
     pub due: Mutex<Option<Instant>>,
     pub broker: Option<HostPort>,
+    pub upstream_auth: Option<std::sync::Arc<crate::upstream::sasl::Authenticator>>,
 }
 
 impl Default for TestConn {
@@ -20,6 +21,7 @@ impl Default for TestConn {
             lifetime: AtomicI64::new(0),
             due: Mutex::new(None),
             broker: Some(HostPort::new("b-1.example", 9098)),
+            upstream_auth: None,
         }
     }
 }
@@ -48,6 +50,9 @@ impl Conn for TestConn {
     }
     fn set_reauth_due(&self, at: Option<Instant>) {
         *self.due.lock().unwrap() = at;
+    }
+    fn upstream_authenticator(&self) -> Option<std::sync::Arc<crate::upstream::sasl::Authenticator>> {
+        self.upstream_auth.clone()
     }
 }
 
