@@ -23,14 +23,15 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Optional
 
 import pytest
 
 import aws_mocks
 import iam_front
-from harness import LOOPBACK, Kgate, Proc, free_port, kgate_bin, pick_port_base, poll_until, run_dir, stop_kgate, \
-    wait_for_port
+from harness import LOOPBACK, REPO, SESSION_TIMEOUT_MS, Kgate, Proc, Upstream, free_port, kgate_bin, pick_port_base, \
+    poll_until, run_dir, stop_kgate, wait_for_port
 from test_sasl_iam import (  # noqa: F401 - fixtures
     ENV_PRINCIPAL,
     LIFETIME_MS,
@@ -92,13 +93,14 @@ def kgates(cluster, certs):  # noqa: F811
     started: list[Kgate] = []
 
     def start(name: str, sasl: dict, identities: list[dict], unmapped: Optional[str] = None,
-              env: Optional[dict] = None) -> Running:
+              env: Optional[dict] = None, upstream: Optional[Upstream] = None) -> Running:
         binary = kgate_bin()
         if not binary.exists():
             pytest.fail(f"kgate binary not found at {binary}: build it (cargo build) or set KGATE_BIN")
-        pb = pick_port_base([111], avoid={cluster.port, cluster.tansu_port})
+        up = upstream or cluster.upstream()
+        pb = pick_port_base([111], avoid={cluster.port, cluster.tansu_port} | {p for _, p in up.bootstrap})
         admin = free_port()
-        cfg = {"bootstrap": [cluster.bootstrap], "port_base": pb, "admin_listen": f"{LOOPBACK}:{admin}",
+        cfg = {"bootstrap": [f"{h}:{p}" for h, p in up.bootstrap], "port_base": pb, "admin_listen": f"{LOOPBACK}:{admin}",
                "upstream_identity_unmapped": unmapped,
                "downstream_tls": downstream_tls(certs, principal="cn"),
                "upstream_sasl": {"region": REGION, **sasl}, "upstream_identity": identities}
@@ -108,7 +110,7 @@ def kgates(cluster, certs):  # noqa: F811
                                timeout=30, env=clean_env(env))
         assert check.returncode == 0, f"check-config refused {path}:\n{check.stdout}{check.stderr}"
         proc = Proc(f"kgate-upid-{name}", [binary, "run", "--config", path], env=clean_env(env))
-        kg = Kgate(cluster.upstream(), pb, f"{LOOPBACK}:{pb}", proc)
+        kg = Kgate(up, pb, f"{LOOPBACK}:{pb}", proc)
         started.append(kg)
         wait_for_port(pb, 30, proc)
         wait_for_port(admin, 30, proc)
@@ -332,4 +334,109 @@ def test_principals_reach_the_cluster_as_their_own_plain_users(cluster, front, k
     log = rk.log()
     assert "upstream_identity=user bob-up" in log, log[-3000:]
     for secret in pw.values():
+        assert secret not in log and secret not in m, "a password reached the log or the metrics"
+
+
+# --------------------------------------------------------------------------
+# SCRAM users against a real broker that enforces SCRAM (tansu-sasl)
+# --------------------------------------------------------------------------
+
+TANSU_SASL = Path(os.environ.get("TANSU_SASL_BIN") or REPO.parent / "shared" / "bin" / "tansu-sasl")
+SCRAM_USERS = {"kgate-own": "own-pw-" + uuid.uuid4().hex[:8], "alice-up": "alice-pw-" + uuid.uuid4().hex[:8]}
+SCRAM_TOPIC = "upid-scram"
+
+
+@pytest.fixture(scope="module")
+def scram_broker(tmp_path_factory) -> Upstream:
+    """tansu-sasl on sqlite with SCRAM-SHA-512 users kgate-own and alice-up
+    (created, with the topic, before authentication is switched on)."""
+    if not TANSU_SASL.exists():
+        pytest.fail(f"{TANSU_SASL} is missing: it ships in shared/bin beside the repository")
+    work = tmp_path_factory.mktemp("tansu-sasl-upid")
+    port = free_port()
+    env = dict(os.environ, STORAGE_ENGINE="sqlite://tansu.db")
+    url = f"tcp://{LOOPBACK}:{port}"
+
+    def start(name: str, extra: list[str]) -> subprocess.Popen:
+        p = subprocess.Popen([str(TANSU_SASL), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                              *extra], cwd=work, env=env, stdout=open(work / f"{name}.log", "wb"),
+                             stderr=subprocess.STDOUT)
+        wait_for_port(port, 30)
+        return p
+
+    def stop(p: subprocess.Popen) -> None:
+        p.terminate()
+        p.wait(10)
+
+    setup = start("setup", [])
+    try:
+        for user, password in SCRAM_USERS.items():
+            subprocess.run([str(TANSU_SASL), "user", "create", "--broker", url, "--mechanism", "scram512", user,
+                            password], cwd=work, env=env, check=True, capture_output=True, timeout=60)
+        subprocess.run([str(TANSU_SASL), "topic", "create", "--broker", url, "--partitions", "2", SCRAM_TOPIC],
+                       cwd=work, env=env, check=True, capture_output=True, timeout=60)
+    finally:
+        stop(setup)
+    time.sleep(0.2)
+    broker = start("broker", ["--authentication"])
+    yield Upstream("tansu-sasl-upid", [(LOOPBACK, port)], (111,), {111: (LOOPBACK, port)})
+    stop(broker)
+
+
+def produce_consume(bootstrap: str, certs, cert: str, n: int = 30) -> list[str]:  # noqa: F811
+    from confluent_kafka import Consumer, Producer
+
+    ssl = rdkafka_ssl(certs, cert)
+    run = uuid.uuid4().hex[:8]
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, **ssl})
+    sent = [f"{cert}-{run}-{i}" for i in range(n)]
+    for i, v in enumerate(sent):
+        p.produce(SCRAM_TOPIC, key=str(i), value=v)
+    assert p.flush(30) == 0, f"{cert}: records left unsent"
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"upid-{cert}-{run}", "auto.offset.reset": "earliest",
+                  "session.timeout.ms": SESSION_TIMEOUT_MS, **ssl})
+    c.subscribe([SCRAM_TOPIC])
+    got, deadline = [], time.time() + 40
+    while time.time() < deadline and not set(sent) <= set(got):
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    c.close()
+    mine = sorted(g for g in got if g.startswith(f"{cert}-{run}-"))
+    assert mine == sorted(sent), f"{cert}: consumed {len(mine)} of {len(sent)}"
+    return mine
+
+
+def test_principals_reach_a_scram_broker_as_their_own_users(scram_broker, kgates, certs, tmp_path):  # noqa: F811
+    """kgate is kgate-own (SCRAM-SHA-512) at a tansu that enforces SCRAM.
+    alice maps to alice-up and produces and consumes; bob maps to bob-up, a
+    user the broker does not know, and fails with a log line naming his
+    identity; carol has no mapping and works as kgate-own. So the broker
+    checks each principal's own SCRAM credentials."""
+    files = {}
+    for u, pw in SCRAM_USERS.items():
+        files[u] = tmp_path / f"{u}.pw"
+        files[u].write_text(pw + "\n")
+    rk = kgates("scram-users", {"mechanism": "SCRAM-SHA-512", "username": "kgate-own",
+                                "password_file": str(files["kgate-own"])}, [
+        {"principal": "alice", "username": "alice-up", "password_file": str(files["alice-up"])},
+        {"principal": "bob", "username": "bob-up", "password_env": "UPID_BOB_SCRAM"},
+    ], env={"UPID_BOB_SCRAM": "bob-pw-unknown-to-the-broker"}, upstream=scram_broker)
+    produce_consume(rk.kg.bootstrap_servers, certs, "alice")
+    produce_consume(rk.kg.bootstrap_servers, certs, "carol")
+    from confluent_kafka.admin import AdminClient
+
+    bob = AdminClient({"bootstrap.servers": rk.kg.bootstrap_servers, "socket.timeout.ms": 3000,
+                       **rdkafka_ssl(certs, "bob")})
+    with pytest.raises(Exception):
+        bob.list_topics(timeout=5)
+    line = poll_until("bob's SCRAM failure in kgate's log", lambda: next(
+        (ln for ln in rk.log().splitlines() if "SCRAM-SHA-512 authentication with" in ln and "failed" in ln), None), 15)
+    assert "upstream_identity=user bob-up" in line and "principal=bob" in line, line
+    m = rk.metrics()
+    for user in ("alice-up", "bob-up"):
+        assert metric(m, "kgate_upstream_identity_connections_total", kind="user", identity=user) >= 1, m
+    assert metric(m, "kgate_upstream_identity_connections_total", kind="default", identity="") >= 1, m
+    log = rk.log()
+    for secret in [*SCRAM_USERS.values(), "bob-pw-unknown-to-the-broker"]:
         assert secret not in log and secret not in m, "a password reached the log or the metrics"
