@@ -1,7 +1,8 @@
 //! One client ↔ broker pair. [`run`] creates the connection's
 //! [`context::Context`], completes client TLS, and then drives the
 //! [`state::Machine`]: `Connecting` opens the upstream through the one
-//! [`Connector`], `Authenticating` runs kgate's SASL, and from
+//! [`Connector`] (as the principal's own upstream identity, when it has
+//! one), `Authenticating` runs SASL, and from
 //! `Forwarding` on the pump's request side is the machine.
 
 mod batch;

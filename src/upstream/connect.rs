@@ -152,12 +152,12 @@ impl Connector {
     /// [`Connector::open`] chose (a no-op without SASL). "Too many
     /// connects" starts a back-off for that broker.
     pub async fn authenticate(&self, up: &mut Upstream) -> Result<(), ConnectError> {
-        let a = match &up.identity {
-            Some(m) => m.authenticator.clone(),
-            None => match &self.authenticator {
-                Some(a) => a.clone(),
-                None => return Ok(()),
-            },
+        // Without a mapped identity nothing is cloned: kgate's own is borrowed.
+        let mapped = up.identity.clone();
+        let a: &Authenticator = match (&mapped, &self.authenticator) {
+            (Some(m), _) => &m.authenticator,
+            (None, Some(a)) => a,
+            (None, None) => return Ok(()),
         };
         let key = up.broker.to_string();
         match a
