@@ -440,3 +440,80 @@ def test_principals_reach_a_scram_broker_as_their_own_users(scram_broker, kgates
     log = rk.log()
     for secret in [*SCRAM_USERS.values(), "bob-pw-unknown-to-the-broker"]:
         assert secret not in log and secret not in m, "a password reached the log or the metrics"
+
+
+def test_roles_are_assumed_with_kgates_own_role_over_oauthbearer(cluster, front, kgates, certs):  # noqa: F811
+    """kgate's own identity is itself an assumed role (role K); alice's role
+    is assumed with K's credentials (role chaining), and her connections sign
+    OAUTHBEARER tokens as role A, re-authenticating as A; carol, unmapped,
+    reaches the cluster as K."""
+    role_k = f"arn:aws:iam::{ACCOUNT}:role/kgate-task"
+    with aws_mocks.MotoSts(front, force_ttl_s=600) as sts:
+        rk = kgates("chained", {**iam(sts), "mechanism": "OAUTHBEARER", "role_arn": role_k,
+                                "session_name": "kgate-own"},
+                    [{"principal": "alice", "role_arn": ROLE_A}], env=env_base())
+        r = rdkafka_soak(rk.kg.bootstrap_servers, 10, 100, extra=rdkafka_ssl(certs, "alice"), name="chained-alice")
+        assert_rdkafka_clean(r, "alice over OAUTHBEARER")
+        list_topics(rk.kg.bootstrap_servers, certs, "carol")
+        st = front.stats()
+        front_ok(st, cluster)
+        assert set(st["by_mechanism"]) == {"OAUTHBEARER"}, st["by_mechanism"]
+        pa, pk = assumed(ROLE_A, "kgate-alice"), assumed(role_k, "kgate-own")
+        conns = by_principal(st)
+        assert set(conns) == {pa, pk}, sorted(conns)
+        assert max(c["reauths"] for c in conns[pa]) >= 2, [c["reauths"] for c in conns[pa]]
+        calls = sts.assume_role_calls()
+        own_keys = {c["issued_key"] for c in calls if c["RoleArn"] == role_k}
+        mine = [c for c in calls if c["RoleArn"] == ROLE_A]
+        assert len(mine) == 1, f"alice's role assumed {len(mine)} times with 600 s credentials: {mine}"
+        assert own_keys and mine[0]["signed_by"] in own_keys, \
+            f"alice's role must be assumed with kgate's own role's credentials {own_keys}: {mine}"
+
+
+def test_check_config_refuses_identities_that_do_not_fit_the_mechanism(tmp_path):
+    """`kgate check-config` names the entry, the key and the mechanism."""
+    binary = kgate_bin()
+    if not binary.exists():
+        pytest.fail(f"kgate binary not found at {binary}: build it (cargo build) or set KGATE_BIN")
+    cases = {
+        "role with PLAIN": ({"mechanism": "PLAIN", "username": "k", "password_env": "X"},
+                            {"principal": "a", "role_arn": ROLE_A},
+                            "upstream_identity[0].role_arn`: upstream_sasl.mechanism is PLAIN"),
+        "user with IAM": ({"mechanism": "AWS_MSK_IAM"}, {"principal": "a", "username": "u", "password_env": "X"},
+                          "upstream_identity[0].username`: upstream_sasl.mechanism is AWS_MSK_IAM"),
+        "unreadable password file": ({"mechanism": "SCRAM-SHA-512", "username": "k", "password_env": "HOME"},
+                                     {"principal": "a", "username": "u",
+                                      "password_file": str(tmp_path / "missing.pw")},
+                                     "upstream_identity[0].password_file"),
+    }
+    for name, (sasl, entry, want) in cases.items():
+        path = tmp_path / "kgate.toml"
+        path.write_text(to_toml({"bootstrap": ["localhost:9092"], "upstream_sasl": sasl,
+                                 "upstream_identity": [entry]}))
+        r = subprocess.run([str(binary), "check-config", "--config", str(path)], capture_output=True, text=True,
+                           timeout=30, env=clean_env())
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and want in out, f"{name}: exit {r.returncode}: {out}"
+
+
+def test_an_unreachable_sts_fails_only_that_principal(cluster, front, kgates, certs):  # noqa: F811
+    """STS cannot be reached: alice's connections fail with a log line that
+    names her identity and the credentials problem, kgate stays up, and carol
+    (unmapped, kgate's own long-term keys) keeps working."""
+    front.set_secret(*BASE, principal=ENV_PRINCIPAL)
+    dead = f"http://{LOOPBACK}:{free_port()}"
+    rk = kgates("sts-down", {"mechanism": "AWS_MSK_IAM", "sts_region": REGION, "sts_endpoint": dead},
+                [{"principal": "alice", "role_arn": ROLE_A}], env=env_base())
+    from confluent_kafka.admin import AdminClient
+
+    alice = AdminClient({"bootstrap.servers": rk.kg.bootstrap_servers, "socket.timeout.ms": 3000,
+                         **rdkafka_ssl(certs, "alice")})
+    with pytest.raises(Exception):
+        alice.list_topics(timeout=5)
+    line = poll_until("alice's failure in kgate's log", lambda: next(
+        (ln for ln in rk.log().splitlines() if "AWS_MSK_IAM authentication with" in ln and "credentials" in ln), None),
+        20, 0.2)
+    assert f"upstream_identity=role {ROLE_A} (session kgate-alice)" in line, line
+    assert list_topics(rk.kg.bootstrap_servers, certs, "carol") is not None
+    assert rk.kg.proc.alive()
+    assert set(by_principal(front.stats())) == {ENV_PRINCIPAL}
