@@ -219,6 +219,32 @@ async fn authenticator(config: &Config) -> Option<Arc<upstream::sasl::Authentica
     }
 }
 
+/// Per-principal upstream identities, when `[[upstream_identity]]` or
+/// `upstream_identity_unmapped = "refuse"` is configured. Roles are
+/// assumed with kgate's own credentials.
+async fn identities(
+    config: &Config,
+    own: Option<&upstream::sasl::Authenticator>,
+) -> Option<upstream::identity::Identities> {
+    let map = &config.upstream_identity;
+    let sasl = config.upstream_sasl.as_ref()?;
+    if map.entries.is_empty() && map.unmapped == config::Unmapped::Default {
+        return None;
+    }
+    // Roles exist only with an IAM mechanism (check-config makes sure);
+    // without one, nothing is ever assumed.
+    let roles = match own.and_then(|a| a.credentials()) {
+        Some(c) => upstream::identity::sts_roles(&sasl.aws, c.provider()).await,
+        None => upstream::identity::no_roles(),
+    };
+    info!(entries = map.entries.len(), unmapped = ?map.unmapped, "per-principal upstream identities");
+    Some(upstream::identity::Identities::new(
+        map.clone(),
+        sasl.clone(),
+        roles,
+    ))
+}
+
 /// Accepts on every listener the registry hands over, and runs the probe
 /// and the certificate reload ticker.
 async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListener>) {
@@ -272,7 +298,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
     });
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
-    let connector = Connector::new(config.clone(), upstream_tls, authenticator);
+    let identities = identities(&config, authenticator.as_deref()).await;
+    let connector = Connector::new(config.clone(), upstream_tls, authenticator).with_identities(identities);
     connector.clusters.set_hold(config.upstream_hold);
     let chain = filter::standard_chain(
         registry.clone(),

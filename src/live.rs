@@ -53,31 +53,40 @@ impl LiveCell {
             }
             info!(?live, "SIGHUP: limits and timeouts updated for new connections");
         }
-        let mut restart = Vec::new();
-        if new.bind_host != running.bind_host || new.port_base != running.port_base {
-            restart.push("bind_host/port_base");
-        }
-        // bootstrap and dial are a cut-over (Shared::reload), not a restart.
-        if new.static_listeners != running.static_listeners {
-            restart.push("static_listeners");
-        }
-        // upstream_tls and upstream_sasl are a cut-over too.
-        if new.downstream_tls != running.downstream_tls {
-            restart.push("downstream_tls settings (certificate files themselves reload live)");
-        }
-        if new.storm != running.storm {
-            restart.push("upstream_connect_rate/upstream_connect_burst/upstream_max_connections_per_broker/upstream_connect_wait_ms");
-        }
-        if new.admin_listen != running.admin_listen {
-            restart.push("admin_listen");
-        }
-        if crate::admin::Limits::from_config(new) != crate::admin::Limits::from_config(running) {
-            restart.push("admin_max_connections/admin_header_timeout_ms/admin_request_timeout_ms");
-        }
+        let restart = needs_restart(running, new);
         if !restart.is_empty() {
             warn!(changed = ?restart, "SIGHUP: these settings changed but need a restart to apply");
         }
     }
+}
+
+/// The settings that differ between `running` and `new` and need a restart.
+fn needs_restart(running: &Config, new: &Config) -> Vec<&'static str> {
+    let mut restart = Vec::new();
+    if new.bind_host != running.bind_host || new.port_base != running.port_base {
+        restart.push("bind_host/port_base");
+    }
+    // bootstrap and dial are a cut-over (Shared::reload), not a restart.
+    if new.static_listeners != running.static_listeners {
+        restart.push("static_listeners");
+    }
+    // upstream_tls and upstream_sasl are a cut-over too.
+    if new.downstream_tls != running.downstream_tls {
+        restart.push("downstream_tls settings (certificate files themselves reload live)");
+    }
+    if new.upstream_identity != running.upstream_identity {
+        restart.push("upstream_identity/upstream_identity_unmapped");
+    }
+    if new.storm != running.storm {
+        restart.push("upstream_connect_rate/upstream_connect_burst/upstream_max_connections_per_broker/upstream_connect_wait_ms");
+    }
+    if new.admin_listen != running.admin_listen {
+        restart.push("admin_listen");
+    }
+    if crate::admin::Limits::from_config(new) != crate::admin::Limits::from_config(running) {
+        restart.push("admin_max_connections/admin_header_timeout_ms/admin_request_timeout_ms");
+    }
+    restart
 }
 
 #[cfg(test)]
@@ -97,5 +106,12 @@ mod tests {
         assert_eq!(cell.get().max_connections, 7);
         assert_eq!(cell.get().idle_timeout, None);
         assert_eq!(cell.get().request_timeout, running.request_timeout);
+        assert_eq!(needs_restart(&running, &new), vec!["bind_host/port_base"]);
+        let mut ids = running.clone();
+        ids.upstream_identity.unmapped = crate::config::Unmapped::Refuse;
+        assert_eq!(
+            needs_restart(&running, &ids),
+            vec!["upstream_identity/upstream_identity_unmapped"]
+        );
     }
 }

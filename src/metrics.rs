@@ -109,6 +109,11 @@ pub struct Metrics {
     pub reauth_pause: Histogram,
     /// (stage, cause): connect, tls or sasl failures toward brokers.
     pub upstream_failures: Family<(&'static str, String)>,
+    /// Connections by upstream identity (kind, role ARN or user name from
+    /// the config); only counted when `[[upstream_identity]]` is set.
+    pub upstream_identity: Family<(&'static str, String)>,
+    /// STS AssumeRole calls for per-principal roles, by role ARN.
+    pub assume_role: Family<String>,
     /// Frame and protocol errors by kind.
     pub protocol_errors: Family<&'static str>,
     pub listeners: AtomicU64,
@@ -151,6 +156,8 @@ impl Default for Metrics {
             reauth_failures_total: AtomicU64::new(0),
             reauth_pause: Histogram::default(),
             upstream_failures: Family::default(),
+            upstream_identity: Family::default(),
+            assume_role: Family::default(),
             protocol_errors: Family::default(),
             listeners: AtomicU64::new(0),
             dynamic_listeners_created: AtomicU64::new(0),

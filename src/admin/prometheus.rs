@@ -177,6 +177,32 @@ pub fn render(m: &Metrics, ready: bool, draining: bool) -> String {
     }
     head(
         &mut o,
+        "kgate_upstream_identity_connections_total",
+        "counter",
+        "Upstream connections by the identity they authenticate as (role, user, default, refused).",
+    );
+    for ((kind, id), n) in m.upstream_identity.snapshot() {
+        let _ = writeln!(
+            o,
+            "kgate_upstream_identity_connections_total{{kind=\"{kind}\",identity=\"{}\"}} {n}",
+            esc(&id)
+        );
+    }
+    head(
+        &mut o,
+        "kgate_upstream_identity_assume_role_total",
+        "counter",
+        "STS AssumeRole calls for per-principal roles.",
+    );
+    for (role, n) in m.assume_role.snapshot() {
+        let _ = writeln!(
+            o,
+            "kgate_upstream_identity_assume_role_total{{role=\"{}\"}} {n}",
+            esc(&role)
+        );
+    }
+    head(
+        &mut o,
         "kgate_protocol_errors_total",
         "counter",
         "Frame and protocol errors, by kind.",

@@ -6,7 +6,8 @@ use super::Config;
 use crate::tls::material::{check_pair, load_roots};
 
 /// Reads every TLS file `c` names: CA bundles parse, and each certificate
-/// and key parse and belong together. Errors name the config key.
+/// and key parse and belong together; `[[upstream_identity]]` passwords
+/// are there. Errors name the config key.
 pub fn check_material(c: &Config) -> Result<(), String> {
     if let Some(u) = &c.upstream_tls {
         let s = "upstream_tls";
@@ -18,6 +19,7 @@ pub fn check_material(c: &Config) -> Result<(), String> {
                 .map_err(|e| format!("keys `{s}.cert_file`/`{s}.key_file`: {e}"))?;
         }
     }
+    check_identity_secrets(c)?;
     if let Some(d) = &c.downstream_tls {
         let s = "downstream_tls";
         check_pair(&d.cert_file, &d.key_file, d.passphrase.as_ref())
@@ -31,6 +33,31 @@ pub fn check_material(c: &Config) -> Result<(), String> {
             {
                 eprintln!("warning: {w}");
             }
+        }
+    }
+    Ok(())
+}
+
+/// Each `[[upstream_identity]]` password file can be read (the password
+/// itself is not shown) and each password variable is set.
+fn check_identity_secrets(c: &Config) -> Result<(), String> {
+    use super::{IdentitySource, Secret};
+    for (i, e) in c.upstream_identity.entries.iter().enumerate() {
+        let IdentitySource::User { password, .. } = &e.source else {
+            continue;
+        };
+        match password {
+            Secret::File(p) => {
+                std::fs::File::open(p).map_err(|e| {
+                    format!("key `upstream_identity[{i}].password_file`: {}: {e}", p.display())
+                })?;
+            }
+            Secret::Env(v) if std::env::var_os(v).is_none() => {
+                return Err(format!(
+                    "key `upstream_identity[{i}].password_env`: environment variable {v} is not set"
+                ))
+            }
+            Secret::Env(_) => {}
         }
     }
     Ok(())

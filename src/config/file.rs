@@ -58,6 +58,9 @@ pub struct FileConfig {
     pub downstream_tls: FileDownstreamTls,
     #[serde(default)]
     pub upstream_sasl: FileSasl,
+    #[serde(default)]
+    pub upstream_identity: Vec<super::identity::FileIdentity>,
+    pub upstream_identity_unmapped: Option<String>,
     pub proxy_protocol: Option<String>,
     #[serde(default)]
     pub sni: super::listeners::FileSni,
@@ -156,6 +159,12 @@ pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Con
     c.upstream_tls = upstream(merge_up(file.upstream_tls, o.upstream_tls)).map_err(err)?;
     c.downstream_tls = downstream(merge_down(file.downstream_tls, o.downstream_tls)).map_err(err)?;
     c.upstream_sasl = sasl(file.upstream_sasl.overlay(o.upstream_sasl)).map_err(err)?;
+    c.upstream_identity = super::identity::identities(
+        std::mem::take(&mut file.upstream_identity),
+        file.upstream_identity_unmapped.take(),
+        c.upstream_sasl.as_ref(),
+    )
+    .map_err(err)?;
     let ops = super::ops::OpsOverrides {
         admin_listen: file.admin_listen,
         admin_max_connections: file.admin_max_connections,

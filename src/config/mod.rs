@@ -5,6 +5,7 @@
 mod check;
 mod cli;
 mod file;
+mod identity;
 pub mod listeners;
 mod ops;
 pub mod policy;
@@ -15,6 +16,7 @@ pub use crate::tls::material::Passphrase;
 pub use check::check_material;
 pub use cli::{CheckArgs, RunArgs};
 pub use file::FileConfig;
+pub use identity::{session_name_for, IdentityMap, IdentitySource, Unmapped, UpstreamIdentity};
 pub use listeners::{BrokerPattern, ProxyMode, SniConfig};
 pub use sasl::{AwsOptions, Mechanism, SaslConfig, Secret};
 pub use tls::{DownstreamTlsConfig, PrincipalFrom, UpstreamTlsConfig};
@@ -175,6 +177,8 @@ pub struct Config {
     pub upstream_tls: Option<UpstreamTlsConfig>,
     pub downstream_tls: Option<DownstreamTlsConfig>,
     pub upstream_sasl: Option<SaslConfig>,
+    /// Per-principal upstream credentials (`[[upstream_identity]]`).
+    pub upstream_identity: IdentityMap,
     /// Admin HTTP listener; `None` when disabled.
     pub admin_listen: Option<HostPort>,
     /// Admin connections served at once; more are closed at accept.
@@ -248,6 +252,7 @@ impl Config {
             upstream_tls: None,
             downstream_tls: None,
             upstream_sasl: None,
+            upstream_identity: IdentityMap::default(),
             admin_listen: Some(HostPort::new(DEFAULT_BIND_HOST, 9644)),
             admin_max_connections: 64,
             admin_header_timeout: Duration::from_secs(5),

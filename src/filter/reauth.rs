@@ -2,7 +2,9 @@
 //! the session lifetime the broker granted, the pump holds new client
 //! requests, lets in-flight responses drain, and this filter runs
 //! SaslHandshake and SaslAuthenticate through [`Inject`] with kgate's own
-//! correlation ids; their responses never reach the client.
+//! correlation ids; their responses never reach the client. It signs as
+//! the connection's own upstream identity when `[[upstream_identity]]`
+//! gave it one, so each principal's role session stays alive.
 
 use super::{BoxFuture, Conn, Filter, FilterError, Inject};
 use crate::metrics;
@@ -104,6 +106,95 @@ impl Filter for Reauth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AwsOptions, Mechanism, SaslConfig, Secret};
+    use crate::filter::tests::TestConn;
+    use crate::upstream::sasl::Authenticator;
+    use bytes::BufMut;
+    use std::sync::Arc;
+
+    /// A broker that accepts any PLAIN exchange and records its payloads.
+    #[derive(Default)]
+    struct PlainBroker {
+        payloads: Vec<Vec<u8>>,
+    }
+
+    impl Inject for PlainBroker {
+        fn round_trip(
+            &mut self,
+            request: Bytes,
+            correlation_id: i32,
+        ) -> BoxFuture<'_, Result<Bytes, String>> {
+            let api_key = i16::from_be_bytes([request[4], request[5]]);
+            let mut b = bytes::BytesMut::new();
+            b.put_i32(0);
+            b.put_i32(correlation_id);
+            b.put_i16(0);
+            if api_key == 17 {
+                b.put_i32(1);
+                b.put_i16(5);
+                b.put_slice(b"PLAIN");
+            } else {
+                // header (14 + client id "kgate") then the i32-sized payload
+                self.payloads.push(request[4 + 8 + 2 + 5 + 4..].to_vec());
+                b.put_i16(-1);
+                b.put_i32(0);
+                b.put_i64(3000);
+            }
+            let n = (b.len() - 4) as i32;
+            b[..4].copy_from_slice(&n.to_be_bytes());
+            Box::pin(async move { Ok(b.freeze()) })
+        }
+    }
+
+    fn plain(user: &str, pw: &std::path::Path) -> Arc<Authenticator> {
+        Arc::new(Authenticator::new(
+            SaslConfig {
+                mechanism: Mechanism::Plain,
+                username: Some(user.into()),
+                password: Some(Secret::File(pw.into())),
+                region: None,
+                aws: AwsOptions {
+                    profile: None,
+                    role_arn: None,
+                    external_id: None,
+                    session_name: "kgate".into(),
+                    sts_region: None,
+                    sts_endpoint: None,
+                },
+            },
+            None,
+        ))
+    }
+
+    #[tokio::test]
+    async fn reauthenticates_as_the_connections_own_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "pw").unwrap();
+        let r = Reauth;
+        let mut broker = PlainBroker::default();
+        let none = TestConn::default();
+        assert!(
+            r.run(&none, &mut broker).await.is_err(),
+            "no SASL identity: nothing to renew"
+        );
+        let kgates = TestConn {
+            upstream_auth: Some(plain("kgate", &pw)),
+            ..Default::default()
+        };
+        r.run(&kgates, &mut broker).await.unwrap();
+        let alices = TestConn {
+            upstream_auth: Some(plain("alice", &pw)),
+            ..Default::default()
+        };
+        r.run(&alices, &mut broker).await.unwrap();
+        assert_eq!(
+            broker.payloads,
+            vec![b"\0kgate\0pw".to_vec(), b"\0alice\0pw".to_vec()]
+        );
+        assert_eq!(alices.session_lifetime_ms(), 3000);
+        assert!(alices.reauth_due().is_some());
+    }
 
     #[test]
     fn deadline_is_85_to_90_percent_of_the_lifetime() {

@@ -14,6 +14,7 @@ pub struct TestConn {
     pub broker: Option<HostPort>,
     pub principal: Option<std::sync::Arc<str>>,
     pub stash: Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>,
+    pub upstream_auth: Option<std::sync::Arc<crate::upstream::sasl::Authenticator>>,
 }
 
 impl TestConn {
@@ -33,6 +34,7 @@ impl Default for TestConn {
             broker: Some(HostPort::new("b-1.example", 9098)),
             principal: None,
             stash: Mutex::new(Vec::new()),
+            upstream_auth: None,
         }
     }
 }
@@ -72,6 +74,9 @@ impl Conn for TestConn {
         let mut s = self.stash.lock().unwrap();
         let i = s.iter().position(|(c, _)| *c == correlation_id)?;
         Some(s.remove(i).1)
+    }
+    fn authenticator(&self) -> Option<std::sync::Arc<crate::upstream::sasl::Authenticator>> {
+        self.upstream_auth.clone()
     }
 }
 

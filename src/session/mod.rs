@@ -1,7 +1,8 @@
 //! One client ↔ broker pair. [`run`] creates the connection's
 //! [`context::Context`], completes client TLS, and then drives the
 //! [`state::Machine`]: `Connecting` opens the upstream through the one
-//! [`Connector`], `Authenticating` runs kgate's SASL, and from
+//! [`Connector`] (as the principal's own upstream identity, when it has
+//! one), `Authenticating` runs SASL, and from
 //! `Forwarding` on the pump's request side is the machine.
 
 mod batch;
@@ -17,7 +18,7 @@ pub mod state;
 pub mod target;
 
 use crate::tls::stream::Stream;
-use crate::upstream::connect::{Connector, Upstream};
+use crate::upstream::connect::{As, Connector, Upstream};
 use crate::Shared;
 use context::{ClientTls, Context};
 use error::SessionError;
@@ -55,6 +56,7 @@ pub async fn run<G: Send + 'static>(
         identity = tracing::field::Empty,
         sni = tracing::field::Empty,
         principal = tracing::field::Empty,
+        upstream_identity = tracing::field::Empty,
     );
     async {
         let mut machine = Machine::default();
@@ -179,7 +181,14 @@ async fn connect(
         .routed()
         .route()
         .ok_or_else(|| SessionError::Tls("SNI connection without a route".into()))?;
-    let mut up = c.open(&route).await?;
+    let principal = {
+        use crate::filter::Conn;
+        ctx.principal()
+    };
+    let mut up = c.open(&route, As::Client(principal.as_deref())).await?;
+    if let Some(m) = &up.identity {
+        tracing::Span::current().record("upstream_identity", tracing::field::display(&m.describe));
+    }
     ctx.set_broker(up.broker.clone());
     ctx.set_cluster_generation(up.cluster.0.generation);
     let span = tracing::Span::current();

@@ -10,6 +10,7 @@
 
 use super::cluster::{Clusters, OnCluster, Reach};
 use super::dial::{dial, DialError, Route};
+use super::identity::{Identities, Mapped};
 use super::sasl::direct::Direct;
 use super::sasl::{Authenticator, SaslError};
 use super::storm::{Slot, Storm};
@@ -35,12 +36,27 @@ pub struct Upstream {
     pub slot: Slot,
     /// The cluster generation this connection belongs to (counted there).
     pub cluster: OnCluster,
+    /// The principal's own upstream identity; `None`: kgate's own.
+    pub identity: Option<Arc<Mapped>>,
+}
+
+/// As whom a connection reaches the cluster.
+#[derive(Debug, Clone, Copy)]
+pub enum As<'a> {
+    /// kgate's own identity (the probe).
+    Kgate,
+    /// A client connection with this principal (`None`: none known).
+    Client(Option<&'a str>),
 }
 
 impl Upstream {
-    /// kgate's SASL identity toward this connection's cluster, if any.
+    /// The SASL identity this connection authenticates with: the
+    /// principal's own, else kgate's toward this connection's cluster.
     pub fn authenticator(&self) -> Option<Arc<Authenticator>> {
-        self.cluster.0.reach.authenticator.clone()
+        match &self.identity {
+            Some(m) => Some(m.authenticator.clone()),
+            None => self.cluster.0.reach.authenticator.clone(),
+        }
     }
 }
 
@@ -52,6 +68,8 @@ pub enum ConnectError {
     Tls(String),
     #[error("{0}")]
     Sasl(#[from] SaslError),
+    #[error("no upstream identity: {0}")]
+    Identity(String),
     #[error("upstream_hold is on (a cut-over in progress) and was not released within upstream_connect_wait_ms ({0} ms); the client will reconnect")]
     Held(u64),
 }
@@ -63,6 +81,8 @@ pub struct Connector {
     pub throttle: Throttle,
     /// Per-broker rate and maximum of new connections.
     pub storm: Storm,
+    /// `[[upstream_identity]]`, when configured.
+    pub identities: Option<Identities>,
 }
 
 impl Connector {
@@ -75,11 +95,23 @@ impl Connector {
             throttle: Throttle::default(),
             storm: Storm::new(config.storm),
             clusters: Clusters::new(config, Reach { tls, authenticator }),
+            identities: None,
         }
     }
 
-    /// Waits out any back-off, dials and completes TLS.
-    pub async fn open(&self, route: &Route) -> Result<Upstream, ConnectError> {
+    /// Per-principal identities (set once, at start-up).
+    pub fn with_identities(mut self, ids: Option<Identities>) -> Self {
+        self.identities = ids;
+        self
+    }
+
+    /// Chooses the identity for `who` (a refused principal never dials),
+    /// waits out any back-off, dials and completes TLS.
+    pub async fn open(&self, route: &Route, who: As<'_>) -> Result<Upstream, ConnectError> {
+        let identity = match (&self.identities, who) {
+            (Some(ids), As::Client(p)) => ids.resolve(p).await.map_err(|e| ConnectError::Identity(e.0))?,
+            _ => None,
+        };
         let limit = self.storm.limits().wait;
         if !self.clusters.released(limit).await {
             return Err(ConnectError::Held(limit.as_millis() as u64));
@@ -114,11 +146,13 @@ impl Connector {
             session_lifetime_ms: 0,
             slot: up.slot,
             cluster: OnCluster::new(cluster),
+            identity,
         })
     }
 
-    /// kgate's own SASL exchange on a fresh connection (a no-op without
-    /// SASL). "Too many connects" starts a back-off for that broker.
+    /// The SASL exchange on a fresh connection, as the identity
+    /// [`Connector::open`] chose (a no-op without SASL). "Too many
+    /// connects" starts a back-off for that broker.
     pub async fn authenticate(&self, up: &mut Upstream) -> Result<(), ConnectError> {
         let Some(a) = up.authenticator() else {
             return Ok(());
@@ -144,9 +178,9 @@ impl Connector {
         }
     }
 
-    /// [`Connector::open`] then [`Connector::authenticate`].
+    /// [`Connector::open`] then [`Connector::authenticate`], as kgate.
     pub async fn connect(&self, route: &Route) -> Result<Upstream, ConnectError> {
-        let mut up = self.open(route).await?;
+        let mut up = self.open(route, As::Kgate).await?;
         self.authenticate(&mut up).await?;
         Ok(up)
     }

@@ -6,7 +6,7 @@
 use crate::config::AwsOptions;
 use crate::upstream::sasl::sigv4::Keys;
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
@@ -29,6 +29,11 @@ impl ProvideCredentials for NoCredentials {
             ),
         ))
     }
+}
+
+/// A provider that always fails with what to set.
+pub fn no_credentials() -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(NoCredentials)
 }
 
 /// Never refresh earlier than this before expiry.
@@ -56,6 +61,7 @@ pub struct CredentialCache {
     state: Mutex<Option<Cached>>,
     /// Fetches so far (for tests and metrics).
     pub fetches: std::sync::atomic::AtomicU64,
+    label: Option<String>,
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -75,45 +81,25 @@ impl CredentialCache {
             provider,
             state: Mutex::new(None),
             fetches: Default::default(),
+            label: None,
         }
     }
 
     /// Builds the provider the config asks for.
     pub async fn from_options(aws: &AwsOptions) -> Self {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-        if let Some(p) = &aws.profile {
-            loader = loader.profile_name(p);
-        }
-        if let Some(r) = &aws.sts_region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        let sdk = loader.load().await;
-        let provider = match &aws.role_arn {
-            None => sdk
-                .credentials_provider()
-                .unwrap_or_else(|| SharedCredentialsProvider::new(NoCredentials)),
-            Some(role) => {
-                let mut b = AssumeRoleProvider::builder(role.clone()).session_name(aws.session_name.clone());
-                if let Some(e) = &aws.external_id {
-                    b = b.external_id(e.clone());
-                }
-                if let Some(r) = &aws.sts_region {
-                    b = b.region(Region::new(r.clone()));
-                }
-                let mut conf = sdk.clone();
-                if let Some(ep) = &aws.sts_endpoint {
-                    conf = conf.into_builder().endpoint_url(ep.clone()).build();
-                }
-                info!(role = %role, session_name = %aws.session_name, "AWS credentials: assume-role");
-                SharedCredentialsProvider::new(b.configure(&conf).build().await)
-            }
-        };
-        CredentialCache::new(provider)
+        CredentialCache::new(own_provider(&sdk_config(aws).await, aws).await)
+    }
+
+    /// Counts every call to the provider under `label` (an assumed role's
+    /// ARN) in the `kgate_upstream_identity_assume_role_total` metric.
+    pub fn with_metric_label(mut self, label: String) -> Self {
+        self.label = Some(label);
+        self
+    }
+
+    /// The credentials behind this cache, for assuming further roles.
+    pub fn provider(&self) -> SharedCredentialsProvider {
+        self.provider.clone()
     }
 
     /// Current credentials, refreshed ahead of expiry, with retries.
@@ -127,6 +113,9 @@ impl CredentialCache {
         let mut last = String::new();
         for attempt in 1..=ATTEMPTS {
             self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(l) = &self.label {
+                crate::metrics::get().assume_role.add(l.clone(), 1);
+            }
             match self.provider.provide_credentials().await {
                 Ok(c) => {
                     let keys = Keys {
@@ -161,6 +150,70 @@ impl CredentialCache {
         }
         Err(last)
     }
+}
+
+/// The SDK configuration: rustls over ring, `profile` and `sts_region`.
+pub async fn sdk_config(aws: &AwsOptions) -> SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(p) = &aws.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &aws.sts_region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    loader.load().await
+}
+
+/// kgate's own credentials: the default chain, or `aws.role_arn` assumed
+/// with it.
+async fn own_provider(sdk: &SdkConfig, aws: &AwsOptions) -> SharedCredentialsProvider {
+    let base = sdk
+        .credentials_provider()
+        .unwrap_or_else(|| SharedCredentialsProvider::new(NoCredentials));
+    match &aws.role_arn {
+        None => base,
+        Some(role) => {
+            info!(role = %role, session_name = %aws.session_name, "AWS credentials: assume-role");
+            assume_role(
+                sdk,
+                base,
+                aws,
+                role,
+                &aws.session_name,
+                aws.external_id.as_deref(),
+            )
+            .await
+        }
+    }
+}
+
+/// STS AssumeRole (aws-config's provider) for `role`, called with `base`
+/// credentials, at `aws.sts_endpoint`/`aws.sts_region` when set.
+pub async fn assume_role(
+    sdk: &SdkConfig,
+    base: SharedCredentialsProvider,
+    aws: &AwsOptions,
+    role: &str,
+    session_name: &str,
+    external_id: Option<&str>,
+) -> SharedCredentialsProvider {
+    let mut b = AssumeRoleProvider::builder(role).session_name(session_name);
+    if let Some(e) = external_id {
+        b = b.external_id(e);
+    }
+    if let Some(r) = &aws.sts_region {
+        b = b.region(Region::new(r.clone()));
+    }
+    let mut conf = sdk.to_builder().credentials_provider(base);
+    if let Some(ep) = &aws.sts_endpoint {
+        conf = conf.endpoint_url(ep.clone());
+    }
+    SharedCredentialsProvider::new(b.configure(&conf.build()).build().await)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod connect;
 pub mod credentials;
 pub mod dial;
+pub mod identity;
 pub mod sasl;
 pub mod storm;
 pub mod throttle;

@@ -348,6 +348,7 @@ class ConnStats:
     last_lifetime_ms: Optional[int] = None
     user_agents: list = field(default_factory=list)
     access_keys: list = field(default_factory=list)  # AWS keys used, in order of first use
+    client_ids: list = field(default_factory=list)  # request header client ids, first 8 distinct
     closed: Optional[str] = None
     closed_at: Optional[float] = None
 
@@ -790,6 +791,13 @@ class IamFront:
             if buf is None:
                 return "client closed" if not pending_mech else "client closed during authentication"
             cs.requests += 1
+            if len(cs.client_ids) < 8 and not raw_mode:
+                try:
+                    cid = parse_header(buf, False).client_id
+                except (WireError, UnicodeDecodeError):
+                    cid = None
+                if cid is not None and cid not in cs.client_ids:
+                    cs.client_ids.append(cid)
 
             if raw_mode:  # SaslHandshake v0: a bare token, answered by a bare token
                 mech, pending_mech, raw_mode = pending_mech, None, False

@@ -148,6 +148,16 @@ impl Authenticator {
         self.cfg.mechanism
     }
 
+    /// The SCRAM/PLAIN user name (never the password).
+    pub fn username(&self) -> Option<&str> {
+        self.cfg.username.as_deref()
+    }
+
+    /// The AWS credentials cache, for IAM mechanisms.
+    pub fn credentials(&self) -> Option<&Arc<CredentialCache>> {
+        self.creds.as_ref()
+    }
+
     /// SaslHandshake, with the broker's error reported as it is.
     async fn handshake<T: Transport + Send>(&self, t: &mut T, broker_host: &str) -> Result<(), SaslError> {
         let name = self.cfg.mechanism.wire_name();
