@@ -6,8 +6,12 @@ use super::Config;
 use crate::tls::material::{check_pair, load_roots};
 
 /// Reads every TLS file `c` names: CA bundles parse, and each certificate
-/// and key parse and belong together. Errors name the config key.
+/// and key parse and belong together; the client-auth users file and JWKS
+/// parse. Errors name the config key.
 pub fn check_material(c: &Config) -> Result<(), String> {
+    if let Some(a) = &c.client_auth {
+        crate::downstream::sasl::Server::new(a)?;
+    }
     if let Some(u) = &c.upstream_tls {
         let s = "upstream_tls";
         if let Some(ca) = &u.ca_file {

@@ -56,6 +56,8 @@ pub struct FileConfig {
     pub downstream_tls: FileDownstreamTls,
     #[serde(default)]
     pub upstream_sasl: FileSasl,
+    #[serde(default)]
+    pub client_auth: super::client_auth::FileClientAuth,
     pub proxy_protocol: Option<String>,
     #[serde(default)]
     pub sni: super::listeners::FileSni,
@@ -151,6 +153,7 @@ pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Con
     c.upstream_tls = upstream(merge_up(file.upstream_tls, o.upstream_tls)).map_err(err)?;
     c.downstream_tls = downstream(merge_down(file.downstream_tls, o.downstream_tls)).map_err(err)?;
     c.upstream_sasl = sasl(file.upstream_sasl.overlay(o.upstream_sasl)).map_err(err)?;
+    c.client_auth = super::client_auth::client_auth(std::mem::take(&mut file.client_auth)).map_err(err)?;
     let ops = super::ops::OpsOverrides {
         admin_listen: file.admin_listen,
         admin_max_connections: file.admin_max_connections,

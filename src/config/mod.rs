@@ -4,6 +4,7 @@
 
 mod check;
 mod cli;
+pub mod client_auth;
 mod file;
 pub mod listeners;
 mod ops;
@@ -13,6 +14,7 @@ mod tls;
 pub use crate::tls::material::Passphrase;
 pub use check::check_material;
 pub use cli::{CheckArgs, RunArgs};
+pub use client_auth::{ClientAuthConfig, ClientMechanism, OAuthBearerConfig};
 pub use file::FileConfig;
 pub use listeners::{BrokerPattern, ProxyMode, SniConfig};
 pub use sasl::{AwsOptions, Mechanism, SaslConfig, Secret};
@@ -171,6 +173,9 @@ pub struct Config {
     pub upstream_tls: Option<UpstreamTlsConfig>,
     pub downstream_tls: Option<DownstreamTlsConfig>,
     pub upstream_sasl: Option<SaslConfig>,
+    /// SASL toward clients (`[client_auth]`); `None`: clients do not
+    /// authenticate and their SASL is refused.
+    pub client_auth: Option<ClientAuthConfig>,
     /// Admin HTTP listener; `None` when disabled.
     pub admin_listen: Option<HostPort>,
     /// Admin connections served at once; more are closed at accept.
@@ -229,6 +234,7 @@ impl Config {
             upstream_tls: None,
             downstream_tls: None,
             upstream_sasl: None,
+            client_auth: None,
             admin_listen: Some(HostPort::new(DEFAULT_BIND_HOST, 9644)),
             admin_max_connections: 64,
             admin_header_timeout: Duration::from_secs(5),

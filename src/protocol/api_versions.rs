@@ -113,7 +113,12 @@ fn patch_len(out: &mut BytesMut) {
     out[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
 }
 
-fn encode_response<M: Encodable>(correlation_id: i32, header_version: i16, msg: &M, version: i16) -> Bytes {
+pub(crate) fn encode_response<M: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    msg: &M,
+    version: i16,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(64);
     out.put_i32(0);
     // Encoding well-formed messages built here cannot fail; an error would
