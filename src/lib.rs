@@ -59,6 +59,10 @@ pub struct Shared {
     pub live: live::LiveCell,
     /// One broker refresh at a time after a cut-over.
     pub refresh: tokio::sync::Mutex<()>,
+    /// kgate's SASL server for clients (`[client_auth]`).
+    pub client_auth: Option<Arc<downstream::sasl::Server>>,
+    /// The last broker ApiVersions list seen (after kgate's caps).
+    pub versions: Arc<protocol::sasl_server::VersionsCache>,
 }
 
 impl Shared {
@@ -73,6 +77,30 @@ impl Shared {
         if let Err(e) = admin::probe::once(self).await {
             warn!(error = %e, "cut-over: cannot learn the new cluster's brokers yet");
         }
+    }
+
+    /// The broker's ApiVersions list for answers kgate gives before an
+    /// upstream exists: the last one seen; else one fetched now through the
+    /// bootstrap servers; else (unreachable) the versions kgate parses.
+    pub async fn api_versions(&self) -> protocol::sasl_server::Versions {
+        if let Some(v) = self.versions.get() {
+            return v;
+        }
+        {
+            let _one = self.refresh.lock().await;
+            if self.versions.get().is_none() {
+                let wait = self.config.connect_timeout * 2;
+                if let Ok(Err(e)) | Err(e) = tokio::time::timeout(wait, admin::probe::once(self))
+                    .await
+                    .map_err(|_| "timed out".to_string())
+                {
+                    warn!(error = %e, "cannot learn the broker's ApiVersions; answering clients with kgate's own");
+                }
+            }
+        }
+        self.versions
+            .get()
+            .unwrap_or_else(|| Arc::new(protocol::sasl_server::own_versions()))
     }
 
     /// SIGHUP with a valid configuration: live limits and timeouts, and a
@@ -257,10 +285,24 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
     let connector = Connector::new(config.clone(), upstream_tls, authenticator.clone());
     connector.clusters.set_hold(config.upstream_hold);
+    let client_auth = match &config.client_auth {
+        Some(a) => {
+            let s = downstream::sasl::Server::new(a)?;
+            let mechanisms: Vec<&str> = a.mechanisms.iter().map(|m| m.wire_name()).collect();
+            info!(mechanisms = ?mechanisms, users = s.users(), session_lifetime_ms = a.session_lifetime_ms, "client SASL");
+            Some(Arc::new(s))
+        }
+        None => None,
+    };
+    let versions = Arc::new(protocol::sasl_server::VersionsCache::default());
     let chain = filter::standard_chain(
         registry.clone(),
         authenticator,
         connector.clusters.generation.clone(),
+        filter::ClientSide {
+            auth: client_auth.clone(),
+            versions: versions.clone(),
+        },
     );
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
@@ -276,6 +318,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
         clients: Default::default(),
         live: live::LiveCell::new(&config),
         refresh: tokio::sync::Mutex::new(()),
+        client_auth,
+        versions,
     });
     let reg = shared.registry.clone();
     shared.health.set_checks(vec![Box::new(move || reg.problem())]);

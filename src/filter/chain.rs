@@ -103,7 +103,9 @@ impl Chain {
             match f.on_request(conn, h, frame)? {
                 RequestVerdict::Pass => {}
                 RequestVerdict::NoResponse => verdict = RequestVerdict::NoResponse,
-                answer @ RequestVerdict::Answer(_) => return Ok(answer),
+                answer @ (RequestVerdict::Answer(_) | RequestVerdict::AnswerAndClose(..)) => {
+                    return Ok(answer)
+                }
             }
         }
         Ok(verdict)

@@ -18,6 +18,7 @@ pub mod allow_list;
 pub mod api_versions;
 pub mod broker_address;
 pub mod chain;
+pub mod client_sasl;
 pub mod reauth;
 pub mod sasl_refusal;
 
@@ -32,20 +33,30 @@ use tokio::time::Instant;
 
 pub use chain::{Chain, Plan};
 
-/// Today's chain, in order: SASL refusal and the allow-list answer or
-/// close first; acks tracking reads Produce heads; ApiVersions and
+/// Today's chain, in order: client SASL (re-authentication, with
+/// `[client_auth]`) or its refusal, and the allow-list answer or close first; acks tracking reads Produce heads; ApiVersions and
 /// broker-address rewriting handle responses; re-authentication runs on
 /// its timer when upstream SASL is configured.
 pub fn standard_chain(
     mapper: Arc<dyn crate::rewrite::BrokerMapper>,
     authenticator: Option<Arc<crate::upstream::sasl::Authenticator>>,
     generation: Arc<std::sync::atomic::AtomicU64>,
+    clients: ClientSide,
 ) -> Chain {
+    let sasl: Arc<dyn Filter> = match &clients.auth {
+        Some(server) => Arc::new(client_sasl::ClientSasl {
+            server: server.clone(),
+        }),
+        None => Arc::new(sasl_refusal::SaslRefusal),
+    };
     let mut filters: Vec<Arc<dyn Filter>> = vec![
-        Arc::new(sasl_refusal::SaslRefusal),
+        sasl,
         Arc::new(allow_list::AllowList),
         Arc::new(acks::Acks),
-        Arc::new(api_versions::ApiVersions),
+        Arc::new(api_versions::ApiVersions {
+            cache: Some(clients.versions),
+            client_sasl: clients.auth.is_some(),
+        }),
         Arc::new(broker_address::BrokerAddress {
             mapper,
             generation: Some(generation),
@@ -55,6 +66,15 @@ pub fn standard_chain(
         filters.push(Arc::new(reauth::Reauth { authenticator: a }));
     }
     Chain::new(filters)
+}
+
+/// What the chain needs to know about the client side.
+pub struct ClientSide {
+    /// kgate's SASL server for clients (`[client_auth]`); `None`: client
+    /// SASL is refused.
+    pub auth: Option<Arc<crate::downstream::sasl::Server>>,
+    /// Where broker ApiVersions lists are kept.
+    pub versions: Arc<crate::protocol::sasl_server::VersionsCache>,
 }
 
 /// How much of a request a filter must see.
@@ -93,6 +113,9 @@ pub enum RequestVerdict {
     NoResponse,
     /// Do not forward; send this response to the client instead.
     Answer(Bytes),
+    /// Do not forward; send this response, then close the connection
+    /// (a failed client re-authentication, as Kafka does).
+    AnswerAndClose(Bytes, FilterError),
 }
 
 /// Why a filter closes the connection.
@@ -114,6 +137,8 @@ pub enum FilterError {
     },
     #[error("re-authentication failed: {0}")]
     Reauth(String),
+    #[error("client authentication: {0}")]
+    ClientAuth(String),
 }
 
 /// What filters may know about the connection they run on. The session's
@@ -142,6 +167,11 @@ pub trait Conn: Send + Sync {
     /// Who the client authenticated as (client SASL, or the mTLS subject
     /// when configured as the principal); `None`: not authenticated.
     fn principal(&self) -> Option<Arc<str>> {
+        None
+    }
+    /// The connection's client SASL state (KIP-368 re-authentication
+    /// toward clients); `None` where there is none.
+    fn client_sasl(&self) -> Option<&std::sync::Mutex<crate::downstream::sasl::Session>> {
         None
     }
 }

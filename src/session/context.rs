@@ -45,6 +45,9 @@ pub struct Context {
     inner: Mutex<Mutable>,
     /// Immutable copy of the identity subject, for `Conn::identity`.
     subject: std::sync::OnceLock<String>,
+    /// Client SASL state, created on first use (boxed: an idle
+    /// connection holds one pointer).
+    client_sasl: std::sync::OnceLock<Box<Mutex<crate::downstream::sasl::Session>>>,
 }
 
 impl Context {
@@ -62,6 +65,7 @@ impl Context {
             cluster_generation: AtomicU64::new(0),
             inner: Mutex::new(Mutable::default()),
             subject: std::sync::OnceLock::new(),
+            client_sasl: std::sync::OnceLock::new(),
         }
     }
 
@@ -146,6 +150,9 @@ impl Conn for Context {
     }
     fn principal(&self) -> Option<Arc<str>> {
         self.lock().principal.clone()
+    }
+    fn client_sasl(&self) -> Option<&Mutex<crate::downstream::sasl::Session>> {
+        Some(self.client_sasl.get_or_init(Default::default))
     }
 }
 

@@ -256,6 +256,17 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
                 c.copy_to(total, &mut tokio::io::sink()).await.map_err(copy_err)?;
                 self.tx.send(Pending::Local(bytes)).await.map_err(gone)
             }
+            RequestVerdict::AnswerAndClose(bytes, why) => {
+                // Everything before it reaches the client, then the close.
+                c.copy_to(total, &mut tokio::io::sink()).await.map_err(copy_err)?;
+                self.batch
+                    .flush(&mut self.upstream)
+                    .await
+                    .map_err(SessionError::UpstreamIo)?;
+                self.tx.send(Pending::Local(bytes)).await.map_err(gone)?;
+                self.barrier().await?;
+                Err(why.into())
+            }
             RequestVerdict::NoResponse => self.send(total, p.splice).await,
             RequestVerdict::Pass => {
                 self.expect(h, plan).await?;

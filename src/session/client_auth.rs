@@ -1,0 +1,102 @@
+//! `ClientAuthenticating`: with `[client_auth]`, kgate is the client's
+//! SASL server before anything happens upstream (per-principal upstream
+//! identity needs the principal first). kgate answers:
+//!
+//! * **ApiVersions** itself: the last broker list kgate saw (the probe
+//!   fetches one at start-up and the api_versions filter keeps each one),
+//!   with the same allow-list and caps, plus kgate's own SASL versions. If
+//!   no broker list was ever seen, kgate fetches one through the bootstrap
+//!   servers first; only if that fails does it answer with the versions
+//!   kgate itself parses (the client's upstream connection fails next).
+//! * **SaslHandshake** v1 (v0's raw-token mode is refused with
+//!   UNSUPPORTED_VERSION) and **SaslAuthenticate** v0–v2.
+//!
+//! Any other request before authentication closes the connection, as
+//! Apache Kafka's SASL server does. Frames are bounded at 512 KiB, and the
+//! whole exchange must finish within `auth_timeout_ms`.
+
+use super::context::Context;
+use super::error::SessionError;
+use super::first::fill;
+use crate::downstream::sasl::{Outcome, Peer, Server};
+use crate::filter::Conn;
+use crate::protocol::api_versions::api_versions_too_new;
+use crate::protocol::header::{key, peek_request_header};
+use crate::protocol::sasl_server::api_versions_answer;
+use crate::Shared;
+use bytes::BytesMut;
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// Runs the exchange; returns what the client sent after authenticating
+/// (possibly nothing yet). On failure the error response was sent.
+pub(super) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    server: &Server,
+    client: &mut S,
+    mut buf: BytesMut,
+    ctx: &Context,
+) -> Result<BytesMut, SessionError> {
+    let deadline = Instant::now() + server.config.auth_timeout;
+    let session = ctx
+        .client_sasl()
+        .ok_or_else(|| SessionError::State("no client SASL state".into()))?;
+    let peer = Peer {
+        listener: &ctx.listener,
+        client: ctx.client,
+    };
+    loop {
+        let len = match tokio::time::timeout_at(deadline, fill(client, &mut buf)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                crate::metrics::get().client_auth_timeouts.fetch_add(1, Relaxed);
+                return Err(SessionError::ClientAuthTimeout(server.config.auth_timeout));
+            }
+        };
+        if len == 0 {
+            return Err(SessionError::ClientGone);
+        }
+        let h = peek_request_header(&buf).map_err(|e| SessionError::ClientMalformed {
+            api_key: None,
+            cause: e.to_string(),
+        })?;
+        let response = match h.api_key {
+            key::API_VERSIONS if h.api_version > 4 => api_versions_too_new(h.correlation_id),
+            key::API_VERSIONS => api_versions_answer(&h, &shared.api_versions().await),
+            key::SASL_HANDSHAKE | key::SASL_AUTHENTICATE => {
+                let reply = {
+                    let mut s = match session.lock() {
+                        Ok(g) => g,
+                        Err(p) => p.into_inner(),
+                    };
+                    server.on_request(&mut s, &h, &buf[..len], &peer)
+                };
+                write(client, &reply.response).await?;
+                let _ = buf.split_to(len);
+                match reply.outcome {
+                    Outcome::Continue => continue,
+                    Outcome::Failed(why) => return Err(SessionError::ClientAuthFailed(why)),
+                    Outcome::Authenticated { principal, .. } => {
+                        tracing::Span::current().record("principal", tracing::field::display(&principal));
+                        ctx.set_principal(&principal);
+                        return Ok(buf);
+                    }
+                }
+            }
+            other => {
+                return Err(SessionError::ClientAuth(format!(
+                    "api key {other} v{} before SASL authentication (the client must use SASL_PLAINTEXT or SASL_SSL)",
+                    h.api_version
+                )))
+            }
+        };
+        write(client, &response).await?;
+        let _ = buf.split_to(len);
+    }
+}
+
+async fn write<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> Result<(), SessionError> {
+    client.write_all(bytes).await.map_err(SessionError::ClientIo)?;
+    client.flush().await.map_err(SessionError::ClientIo)
+}
