@@ -76,7 +76,10 @@ pub(super) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
                 let _ = buf.split_to(len);
                 match reply.outcome {
                     Outcome::Continue => continue,
-                    Outcome::Failed(why) => return Err(SessionError::ClientAuthFailed(why)),
+                    Outcome::Failed(why) => {
+                        linger(client).await;
+                        return Err(SessionError::ClientAuthFailed(why));
+                    }
                     Outcome::Authenticated { principal, .. } => {
                         tracing::Span::current().record("principal", tracing::field::display(&principal));
                         ctx.set_principal(&principal);
@@ -95,6 +98,28 @@ pub(super) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = buf.split_to(len);
     }
 }
+
+/// After an error response, as Kafka's `connection.failed.authentication.delay.ms`
+/// does: give the client a moment to read the error and close first (some
+/// clients treat an EOF that arrives with the response as a plain
+/// disconnect), then end our side (FIN, or TLS close_notify).
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(FAILED_AUTH_CLOSE_DELAY, async {
+        for _ in 0..16 {
+            match client.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let _ = client.shutdown().await;
+}
+
+/// The longest a failed connection stays open for the client to close it.
+const FAILED_AUTH_CLOSE_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
 
 async fn write<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> Result<(), SessionError> {
     client.write_all(bytes).await.map_err(SessionError::ClientIo)?;

@@ -207,3 +207,21 @@ fn a_token_expiry_caps_the_lifetime() {
     let l = lifetime(Some(3_600_000), Some(now + 60));
     assert!((55_000..=60_000).contains(&l), "{l}");
 }
+
+#[test]
+fn a_v2_failure_response_is_encoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), Some(5000));
+    let mut sess = Session::default();
+    run(&s, &mut sess, handshake("SCRAM-SHA-512"));
+    let msg = b"n,,n=mallory,r=ab7b456f408e45668502c11e467a90ca";
+    let mut body = vec![(msg.len() + 1) as u8];
+    body.extend_from_slice(msg);
+    body.push(0);
+    let (f, h) = frame(36, 2, &body);
+    let r = s.on_request(&mut sess, &h, &f, &peer());
+    assert!(matches!(r.outcome, Outcome::Failed(_)));
+    let off = response_body_offset(&r.response, 36, 2).unwrap();
+    let d = SaslAuthenticateResponse::decode(&mut r.response.slice(off..), 2).unwrap();
+    assert_eq!(d.error_code, SASL_AUTHENTICATION_FAILED);
+}
