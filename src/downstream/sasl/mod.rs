@@ -47,9 +47,11 @@ impl Session {
         self.authenticated.as_ref().map(|(_, p)| p.clone())
     }
 
-    /// Whether the session expired (and no re-authentication is under way).
+    /// Whether the session expired. Only a request other than
+    /// SaslHandshake/SaslAuthenticate asks: a re-authentication under way
+    /// does not keep an expired session open for anything else.
     pub fn expired(&self, now: Instant) -> bool {
-        self.mechanism.is_none() && self.expires.is_some_and(|e| now >= e)
+        self.expires.is_some_and(|e| now >= e)
     }
 }
 

@@ -183,6 +183,14 @@ fn reauthentication_keeps_the_principal_and_renews_the_expiry() {
     assert!(sess.expires.unwrap() >= first);
     let (r, _) = run(&s, &mut sess, handshake("SCRAM-SHA-256"));
     assert!(matches!(r.outcome, Outcome::Failed(ref w) if w.contains("same mechanism")));
+    let mut sess = Session::default();
+    scram(&s, &mut sess, "SCRAM-SHA-512", "alice", "alice-pw");
+    run(&s, &mut sess, handshake("SCRAM-SHA-512"));
+    let at = sess.expires.unwrap();
+    assert!(
+        sess.expired(at),
+        "a handshake alone does not keep an expired session open"
+    );
     let mut sess2 = Session::default();
     scram(&s, &mut sess2, "SCRAM-SHA-256", "bob", "bob-pw");
     sess2.authenticated = Some((ClientMechanism::ScramSha512, "alice".into()));
