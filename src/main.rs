@@ -117,7 +117,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::User(cmd) => user(cmd),
-        Cmd::CheckConfig(args) => match args.check() {
+        Cmd::CheckConfig(args) => match args.check().and_then(|c| {
+            // The users file and the JWKS parse as `run` will read them.
+            match &c.client_auth {
+                Some(a) => kgate::downstream::sasl::Server::new(a)
+                    .map(|_| c)
+                    .map_err(|e| format!("{}: {e}", args.origin())),
+                None => Ok(c),
+            }
+        }) {
             Ok(c) => {
                 println!(
                     "{}: OK ({} bootstrap server(s), {} static listener(s), bootstrap listener {}:{})",

@@ -265,6 +265,9 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
                     .map_err(SessionError::UpstreamIo)?;
                 self.tx.send(Pending::Local(bytes)).await.map_err(gone)?;
                 self.barrier().await?;
+                // Like Kafka's failed-authentication delay: a client that
+                // sees the EOF with the error may report only the EOF.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 Err(why.into())
             }
             RequestVerdict::NoResponse => self.send(total, p.splice).await,

@@ -494,6 +494,30 @@ def test_a_client_that_does_not_reauthenticate_is_closed_after_expiry(kg):
     wait_for_log(kg.proc, "client session expired without re-authentication", 5)
 
 
+def test_reauthentication_needs_the_same_principal_and_credentials(kg):
+    failed = metric(kg, "kgate_client_auth_total", result="failed", kind="reauthenticate")
+    r = Raw(kg)
+    assert r.handshake("PLAIN")[0] == 0
+    assert r.authenticate(b"\0bob\0bob-pw")[0] == 0
+    assert r.metadata()
+    assert r.handshake("PLAIN")[0] == 0, "re-authentication while forwarding"
+    err, _, lifetime = r.authenticate(b"\0bob\0bob-pw")
+    assert (err, lifetime) == (0, LIFETIME_MS)
+    assert r.metadata()
+    assert r.handshake("PLAIN")[0] == 0
+    other = b"\0alice\0alice-pw"
+    r.send(36, 1, struct.pack(">i", len(other)) + other)
+    b = r.recv()
+    err, ml = struct.unpack(">hh", b[:4])
+    assert err == 58 and b"Cannot change principals" in b[4:4 + ml], b
+    assert r.metadata() == b"", "closed after a failed re-authentication"
+    r = Raw(kg)
+    assert r.handshake("PLAIN")[0] == 0 and r.authenticate(b"\0bob\0bob-pw")[0] == 0
+    assert r.handshake("SCRAM-SHA-256")[0] == 33, "re-authentication keeps the mechanism"
+    assert r.metadata() == b""
+    assert metric(kg, "kgate_client_auth_total", result="failed", kind="reauthenticate") == failed + 2
+
+
 def test_refusals_close_the_connection(kg):
     r = Raw(kg)
     err, names = r.handshake("GSSAPI")
