@@ -107,6 +107,14 @@ impl Shared {
     /// cut-over when the bootstrap servers or the dial mapping changed.
     pub fn reload(&self, new: Config) {
         self.live.apply(&self.config, &new);
+        if let Some(a) = &self.client_auth {
+            match a.reload() {
+                Ok(users) => info!(users, "SIGHUP: client users file and JWKS re-read"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: client users file or JWKS is invalid; keeping the loaded ones")
+                }
+            }
+        }
         let clusters = &self.connector.clusters;
         let current = clusters.current();
         let hold = new.upstream_hold;

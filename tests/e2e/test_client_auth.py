@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import shutil
 import socket
 import struct
@@ -45,6 +47,7 @@ from tls_support import (  # noqa: F401 - fixtures are used by name
     java_ssl_props,
     java_tls_classes,
     java_tls_client,
+    log_mark,
     pki,
     start_kgate_toml,
     wait_for_log,
@@ -539,6 +542,26 @@ def test_refusals_close_the_connection(kg):
     assert r.handshake("PLAIN")[0] == 0
     assert r.recv() == b"", "closed at auth_timeout_ms"
     assert metric(kg, "kgate_client_auth_timeouts_total") == timeouts + 1
+
+
+def plain_ok(k, user: str, pw: str) -> bool:
+    r = Raw(k)
+    try:
+        assert r.handshake("PLAIN")[0] == 0
+        return r.authenticate(b"\0" + user.encode() + b"\0" + pw.encode())[0] == 0
+    finally:
+        r.close()
+
+
+def test_sighup_rereads_the_users_file(kg, files):
+    r = kgate_user_add(files.users, "gina", "gina-pw", "SCRAM-SHA-512")
+    assert r.returncode == 0, r.stderr
+    assert not plain_ok(kg, "gina", "gina-pw"), "users are read at start-up and on SIGHUP only"
+    mark = log_mark(kg.proc)
+    os.kill(kg.proc.pid, signal.SIGHUP)
+    wait_for_log(kg.proc, "client users file and JWKS re-read", 10, since=mark)
+    assert plain_ok(kg, "gina", "gina-pw")
+    assert plain_ok(kg, "alice", "alice-pw")
 
 
 def test_kgate_user_add_replaces_and_keeps_secrets_out(tmp_path):

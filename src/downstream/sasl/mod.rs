@@ -19,13 +19,18 @@ use crate::protocol::sasl_server::{
     SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM, UNSUPPORTED_VERSION,
 };
 use bytes::Bytes;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 use users::{Hash, Users};
 
 pub struct Server {
     pub config: ClientAuthConfig,
+    /// The users file and the JWKS, replaced whole on SIGHUP.
+    keys: RwLock<Arc<Keys>>,
+}
+
+struct Keys {
     users: Users,
     jwt: Option<oauthbearer::Validator>,
 }
@@ -89,6 +94,31 @@ fn hash_of(m: ClientMechanism) -> Option<Hash> {
 impl Server {
     /// Loads the users file and the JWKS the config names.
     pub fn new(config: &ClientAuthConfig) -> Result<Server, String> {
+        Ok(Server {
+            config: config.clone(),
+            keys: RwLock::new(Arc::new(Self::load(config)?)),
+        })
+    }
+
+    /// SIGHUP: re-reads the users file and the JWKS; on an error the
+    /// loaded ones stay and the error is returned (for the log).
+    pub fn reload(&self) -> Result<usize, String> {
+        let k = Self::load(&self.config)?;
+        let n = k.users.len();
+        if let Ok(mut g) = self.keys.write() {
+            *g = Arc::new(k);
+        }
+        Ok(n)
+    }
+
+    fn keys(&self) -> Arc<Keys> {
+        match self.keys.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn load(config: &ClientAuthConfig) -> Result<Keys, String> {
         let users = match &config.users_file {
             Some(p) => Users::load(p).map_err(|e| format!("key `client_auth.users_file`: {e}"))?,
             None => Users::default(),
@@ -99,15 +129,11 @@ impl Server {
             .map(oauthbearer::Validator::load)
             .transpose()
             .map_err(|e| format!("key `client_auth.oauthbearer.jwks_file`: {e}"))?;
-        Ok(Server {
-            config: config.clone(),
-            users,
-            jwt,
-        })
+        Ok(Keys { users, jwt })
     }
 
     pub fn users(&self) -> usize {
-        self.users.len()
+        self.keys().users.len()
     }
 
     fn names(&self) -> Vec<&'static str> {
@@ -258,11 +284,12 @@ impl Server {
         m: ClientMechanism,
         msg: &[u8],
     ) -> Result<Step, (Option<String>, String)> {
-        let lookup = |u: &str| self.users.get(u).cloned();
+        let keys = self.keys();
+        let lookup = |u: &str| keys.users.get(u).cloned();
         match m {
             ClientMechanism::Plain => {
                 let p = plain::parse(msg).map_err(|(u, e)| (u, e.to_string()))?;
-                match self.users.get(p.user) {
+                match keys.users.get(p.user) {
                     Some(c) if c.check_password(p.password) => Ok(Step::Done {
                         user: p.user.to_string(),
                         bytes: Vec::new(),
@@ -272,7 +299,7 @@ impl Server {
                 }
             }
             ClientMechanism::OAuthBearer => {
-                let v = self
+                let v = keys
                     .jwt
                     .as_ref()
                     .ok_or((None, "OAUTHBEARER is not configured".to_string()))?;

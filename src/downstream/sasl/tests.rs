@@ -233,3 +233,23 @@ fn a_v2_failure_response_is_encoded() {
     let d = SaslAuthenticateResponse::decode(&mut r.response.slice(off..), 2).unwrap();
     assert_eq!(d.error_code, SASL_AUTHENTICATION_FAILED);
 }
+
+#[test]
+fn reload_picks_up_new_users_and_keeps_the_old_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path(), None);
+    let p = dir.path().join("users.toml");
+    users::add_user(&p, "carol", Hash::Sha512, b"carol-pw", 4096).unwrap();
+    let mut sess = Session::default();
+    run(&s, &mut sess, handshake("PLAIN"));
+    let (r, _) = run(&s, &mut sess, auth(b"\0carol\0carol-pw"));
+    assert!(matches!(r.outcome, Outcome::Failed(_)), "not before the reload");
+    assert_eq!(s.reload().unwrap(), 3);
+    let mut sess = Session::default();
+    run(&s, &mut sess, handshake("PLAIN"));
+    let (r, _) = run(&s, &mut sess, auth(b"\0carol\0carol-pw"));
+    assert!(matches!(r.outcome, Outcome::Authenticated { .. }));
+    std::fs::write(&p, "broken").unwrap();
+    assert!(s.reload().is_err());
+    assert_eq!(s.users(), 3, "a broken file keeps the loaded users");
+}
