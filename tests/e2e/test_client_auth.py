@@ -4,8 +4,9 @@ before any upstream exists, with tansu (no SASL) behind it.
 * librdkafka (confluent-kafka), the Java client and kafka-python authenticate
   with SCRAM-SHA-512 and PLAIN, over plaintext (SASL_PLAINTEXT) and TLS
   (SASL_SSL, dev PKI), and produce and consume through kgate.
-* librdkafka and kafka-python authenticate with OAUTHBEARER, using a JWT the
-  test mints (PyJWT, ES256) against a JWKS file it writes.
+* librdkafka, kafka-python and the Java client (through a token endpoint)
+  authenticate with OAUTHBEARER, using a JWT the test mints (PyJWT, ES256)
+  against a JWKS file it writes.
 * A wrong password, an unknown user and an expired token each fail with
   each client's own authentication error.
 * KIP-368 toward clients: with 5 s sessions, librdkafka and Java run 60 s of
@@ -40,7 +41,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from scramp import ScramClient
 
-from harness import LOOPBACK, SESSION_TIMEOUT_MS, free_port, kgate_bin, poll_until, stop_kgate
+from harness import LOOPBACK, SESSION_TIMEOUT_MS, free_port, kafka_jars_classpath, kgate_bin, poll_until, run_dir, stop_kgate
+from kafka_cluster import KAFKA_LIB
 from test_sasl_iam import assert_java_clean, assert_rdkafka_clean, java_result, rdkafka_soak, start_java_soak
 from tls_support import (  # noqa: F401 - fixtures are used by name
     downstream_tls,
@@ -304,6 +306,66 @@ def test_oauthbearer_librdkafka_and_kafka_python(kg, files):
     rdk_roundtrip(conf)
     kp_roundtrip(kp_conf(kg, "OAUTHBEARER", token=token_provider(mint(files, sub="dave"))))
     assert metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="ok") >= before + 2
+
+
+class TokenEndpoint:
+    """An OAuth token endpoint for the Java client's OAuthBearerLoginCallbackHandler:
+    every POST gets `token`."""
+
+    def __init__(self, token: str):
+        import http.server
+        body = json.dumps({"access_token": token, "token_type": "bearer", "expires_in": 3600}).encode()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((LOOPBACK, 0), H)
+        self.url = f"http://{LOOPBACK}:{self.server.server_address[1]}/token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_oauthbearer_java(kg, files, java_tls_classes, monkeypatch):
+    """The Java client fetches the minted JWT from a token endpoint and
+    authenticates with OAUTHBEARER; its `sub` is the principal."""
+    ep = TokenEndpoint(mint(files, sub="harry"))
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={ep.url}")
+    before = metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="ok")
+    props = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
+             "sasl.login.callback.handler.class":
+                 "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+             "sasl.oauthbearer.token.endpoint.url": ep.url,
+             "sasl.jaas.config": 'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required '
+                                 'clientId="kgate-test" clientSecret="not-checked";'}
+    # The Java client's OAuth login handler needs Jackson and jose4j: the
+    # Apache Kafka jars from tests/setup.sh carry them.
+    extra = sorted(p for p in KAFKA_LIB.glob("*.jar") if p.name.startswith(("jackson-", "jose4j-")))
+    assert any(p.name.startswith("jose4j-") for p in extra), f"jose4j missing from {KAFKA_LIB}: run tests/setup.sh"
+    pf = run_dir() / f"java-oauth-{uuid.uuid4().hex[:8]}.properties"
+    pf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    topic = f"ca-java-oauth-{uuid.uuid4().hex[:8]}"
+    cp = ":".join([str(java_tls_classes), kafka_jars_classpath(), *map(str, extra)])
+    try:
+        r = subprocess.run([shutil.which("java") or "java", "-cp", cp, "KgateTlsClient", str(pf), "roundtrip",
+                            kg.bootstrap_servers, topic, f"g-{topic}", "20"], capture_output=True, text=True,
+                           timeout=150)
+    finally:
+        ep.close()
+    lines = [line for line in r.stdout.splitlines() if line.strip()]
+    res = json.loads(lines[-1]) if lines else {}
+    assert res.get("ok"), f"exit {r.returncode}\n{r.stderr[-3000:]}\n{r.stdout[-2000:]}"
+    assert metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="ok") > before
 
 
 # --------------------------------------------------------------------------
