@@ -336,12 +336,10 @@ class TokenEndpoint:
         self.server.shutdown()
 
 
-def test_oauthbearer_java(kg, files, java_tls_classes, monkeypatch):
-    """The Java client fetches the minted JWT from a token endpoint and
-    authenticates with OAUTHBEARER; its `sub` is the principal."""
-    ep = TokenEndpoint(mint(files, sub="harry"))
+def java_oauth(kg, java_tls_classes, monkeypatch, token: str, mode: str) -> tuple[dict, str]:
+    """Runs KgateTlsClient with OAUTHBEARER, the token served by a token endpoint."""
+    ep = TokenEndpoint(token)
     monkeypatch.setenv("JAVA_TOOL_OPTIONS", f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={ep.url}")
-    before = metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="ok")
     props = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanism": "OAUTHBEARER",
              "sasl.login.callback.handler.class":
                  "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
@@ -356,16 +354,36 @@ def test_oauthbearer_java(kg, files, java_tls_classes, monkeypatch):
     pf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
     topic = f"ca-java-oauth-{uuid.uuid4().hex[:8]}"
     cp = ":".join([str(java_tls_classes), kafka_jars_classpath(), *map(str, extra)])
+    args = [topic, f"g-{topic}", "20"] if mode == "roundtrip" else []
     try:
-        r = subprocess.run([shutil.which("java") or "java", "-cp", cp, "KgateTlsClient", str(pf), "roundtrip",
-                            kg.bootstrap_servers, topic, f"g-{topic}", "20"], capture_output=True, text=True,
-                           timeout=150)
+        r = subprocess.run([shutil.which("java") or "java", "-cp", cp, "KgateTlsClient", str(pf), mode,
+                            kg.bootstrap_servers, *args], capture_output=True, text=True, timeout=150)
     finally:
         ep.close()
     lines = [line for line in r.stdout.splitlines() if line.strip()]
-    res = json.loads(lines[-1]) if lines else {}
-    assert res.get("ok"), f"exit {r.returncode}\n{r.stderr[-3000:]}\n{r.stdout[-2000:]}"
+    out = f"exit {r.returncode}\n{r.stderr[-3000:]}\n{r.stdout[-2000:]}"
+    try:
+        return json.loads(lines[-1]), out
+    except (IndexError, ValueError):
+        return {"ok": False, "error": "no JSON"}, out
+
+
+def test_oauthbearer_java(kg, files, java_tls_classes, monkeypatch):
+    """The Java client fetches the minted JWT from a token endpoint and
+    authenticates with OAUTHBEARER; its `sub` is the principal."""
+    before = metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="ok")
+    res, out = java_oauth(kg, java_tls_classes, monkeypatch, mint(files, sub="harry"), "roundtrip")
+    assert res.get("ok"), out
     assert metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="ok") > before
+
+
+def test_expired_token_java(kg, files, java_tls_classes, monkeypatch):
+    failed = metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="failed")
+    res, out = java_oauth(kg, java_tls_classes, monkeypatch, mint(files, exp_in=-600), "probe")
+    assert not res.get("ok"), out
+    assert res.get("error_class", "").endswith("SaslAuthenticationException"), out
+    assert metric(kg, "kgate_client_auth_total", mechanism="OAUTHBEARER", result="failed") > failed, \
+        "kgate refused it (not the client itself)"
 
 
 # --------------------------------------------------------------------------
