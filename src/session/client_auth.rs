@@ -70,7 +70,8 @@ pub(super) async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
                         Ok(g) => g,
                         Err(p) => p.into_inner(),
                     };
-                    server.on_request(&mut s, &h, &buf[..len], &peer)
+                    let costly = h.api_key == key::SASL_AUTHENTICATE && s.checks_password();
+                    off_the_event_loop(costly, || server.on_request(&mut s, &h, &buf[..len], &peer))
                 };
                 write(client, &reply.response).await?;
                 let _ = buf.split_to(len);
@@ -120,6 +121,19 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S) {
 
 /// The longest a failed connection stays open for the client to close it.
 const FAILED_AUTH_CLOSE_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A PLAIN check derives the salted password (thousands of PBKDF2 rounds):
+/// on the multi-threaded runtime it runs with the worker's other
+/// connections handed to another thread, so a burst of PLAIN logins does
+/// not stall every connection's I/O.
+fn off_the_event_loop<T>(costly: bool, f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if costly && Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
 
 async fn write<S: AsyncWrite + Unpin>(client: &mut S, bytes: &[u8]) -> Result<(), SessionError> {
     client.write_all(bytes).await.map_err(SessionError::ClientIo)?;

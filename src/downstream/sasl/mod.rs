@@ -52,6 +52,11 @@ impl Session {
         self.authenticated.as_ref().map(|(_, p)| p.clone())
     }
 
+    /// Whether the next SaslAuthenticate derives a salted password (PLAIN).
+    pub fn checks_password(&self) -> bool {
+        self.mechanism == Some(ClientMechanism::Plain)
+    }
+
     /// Whether the session expired. Only a request other than
     /// SaslHandshake/SaslAuthenticate asks: a re-authentication under way
     /// does not keep an expired session open for anything else.
