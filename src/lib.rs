@@ -62,6 +62,10 @@ pub struct Shared {
     /// The SNI port's router, when there is one (the probe keeps its
     /// names pointing at the current cluster).
     pub sni: std::sync::OnceLock<Arc<listener::sni::SniRouter>>,
+    /// kgate's SASL server for clients (`[client_auth]`).
+    pub client_auth: Option<Arc<downstream::sasl::Server>>,
+    /// The last broker ApiVersions list seen (after kgate's caps).
+    pub versions: Arc<protocol::sasl_server::VersionsCache>,
 }
 
 impl Shared {
@@ -78,11 +82,43 @@ impl Shared {
         }
     }
 
+    /// The broker's ApiVersions list for answers kgate gives before an
+    /// upstream exists: the last one seen; else one fetched now through the
+    /// bootstrap servers; else (unreachable) the versions kgate parses.
+    pub async fn api_versions(&self) -> protocol::sasl_server::Versions {
+        if let Some(v) = self.versions.get() {
+            return v;
+        }
+        {
+            let _one = self.refresh.lock().await;
+            if self.versions.get().is_none() {
+                let wait = self.config.connect_timeout * 2;
+                if let Ok(Err(e)) | Err(e) = tokio::time::timeout(wait, admin::probe::once(self))
+                    .await
+                    .map_err(|_| "timed out".to_string())
+                {
+                    warn!(error = %e, "cannot learn the broker's ApiVersions; answering clients with kgate's own");
+                }
+            }
+        }
+        self.versions
+            .get()
+            .unwrap_or_else(|| Arc::new(protocol::sasl_server::own_versions()))
+    }
+
     /// SIGHUP with a valid configuration: live limits and timeouts, and a
     /// cut-over when the bootstrap servers, the dial mapping, upstream TLS
     /// or upstream SASL changed.
     pub async fn reload(&self, new: Config) {
         self.live.apply(&self.config, &new);
+        if let Some(a) = &self.client_auth {
+            match a.reload() {
+                Ok(users) => info!(users, "SIGHUP: client users file and JWKS re-read"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: client users file or JWKS is invalid; keeping the loaded ones")
+                }
+            }
+        }
         let clusters = &self.connector.clusters;
         let current = clusters.current();
         let hold = new.upstream_hold;
@@ -301,10 +337,24 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let identities = identities(&config, authenticator.as_deref()).await;
     let connector = Connector::new(config.clone(), upstream_tls, authenticator).with_identities(identities);
     connector.clusters.set_hold(config.upstream_hold);
+    let client_auth = match &config.client_auth {
+        Some(a) => {
+            let s = downstream::sasl::Server::new(a)?;
+            let mechanisms: Vec<&str> = a.mechanisms.iter().map(|m| m.wire_name()).collect();
+            info!(mechanisms = ?mechanisms, users = s.users(), session_lifetime_ms = a.session_lifetime_ms, "client SASL");
+            Some(Arc::new(s))
+        }
+        None => None,
+    };
+    let versions = Arc::new(protocol::sasl_server::VersionsCache::default());
     let chain = filter::standard_chain(
         registry.clone(),
         connector.clusters.generation.clone(),
         config.policy.clone(),
+        filter::ClientSide {
+            auth: client_auth.clone(),
+            versions: versions.clone(),
+        },
     );
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
@@ -321,6 +371,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
         live: live::LiveCell::new(&config),
         refresh: tokio::sync::Mutex::new(()),
         sni: std::sync::OnceLock::new(),
+        client_auth,
+        versions,
     });
     let reg = shared.registry.clone();
     shared.health.set_checks(vec![Box::new(move || reg.problem())]);

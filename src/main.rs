@@ -23,6 +23,63 @@ enum Cmd {
     /// Validate the configuration `run` would use (file, KGATE_* environment
     /// and flags, certificate and key files) without starting anything.
     CheckConfig(Box<CheckArgs>),
+    /// Manage the users file that client SASL (PLAIN, SCRAM) checks against.
+    #[command(subcommand)]
+    User(UserCmd),
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user, or replace its entry. The password is read from stdin
+    /// when stdin is not a terminal, else from a prompt without echo.
+    Add {
+        name: String,
+        /// SCRAM-SHA-512 or SCRAM-SHA-256; the entry also serves PLAIN.
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        /// PBKDF2 iterations (4096 to 100000).
+        #[arg(long, default_value_t = kgate::downstream::sasl::users::DEFAULT_ITERATIONS)]
+        iterations: u32,
+        /// The users file (written atomically, mode 0600).
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+}
+
+fn user(cmd: UserCmd) -> ExitCode {
+    use kgate::downstream::sasl::users::{add_user, Hash};
+    let UserCmd::Add {
+        name,
+        mechanism,
+        iterations,
+        file,
+    } = cmd;
+    let Some(hash) = Hash::parse(&mechanism) else {
+        eprintln!("error: --mechanism {mechanism:?}: expected SCRAM-SHA-512 or SCRAM-SHA-256");
+        return ExitCode::from(2);
+    };
+    let password = match kgate::downstream::sasl::password::read(&format!("password for {name}: ")) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot read the password: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match add_user(&file, &name, hash, password.as_bytes(), iterations) {
+        Ok(replaced) => {
+            let what = if replaced {
+                "replaced the entry of"
+            } else {
+                "added"
+            };
+            println!("{}: {what} user {name:?} ({})", file.display(), hash.name());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn init_logs(c: &Config) {
@@ -59,7 +116,16 @@ fn return_memory_after_bursts() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::CheckConfig(args) => match args.check() {
+        Cmd::User(cmd) => user(cmd),
+        Cmd::CheckConfig(args) => match args.check().and_then(|c| {
+            // The users file and the JWKS parse as `run` will read them.
+            match &c.client_auth {
+                Some(a) => kgate::downstream::sasl::Server::new(a)
+                    .map(|_| c)
+                    .map_err(|e| format!("{}: {e}", args.origin())),
+                None => Ok(c),
+            }
+        }) {
             Ok(c) => {
                 println!(
                     "{}: OK ({} bootstrap server(s), {} static listener(s), bootstrap listener {}:{})",

@@ -139,6 +139,13 @@ pub struct Metrics {
     /// Requests the policy denied (wholly or in part), by API name and
     /// resource type (topic, topic id, group, transactional id, api).
     pub policy_denials: Family<(&'static str, &'static str)>,
+    /// Client SASL by (mechanism, result, kind): result ok or failed, kind
+    /// authenticate or reauthenticate. Mechanism `-` when none was chosen.
+    pub client_auth: Family<(&'static str, &'static str, &'static str)>,
+    /// Connections closed for not authenticating within auth_timeout_ms.
+    pub client_auth_timeouts: AtomicU64,
+    /// Connections closed because their client session expired (KIP-368).
+    pub client_sessions_expired: AtomicU64,
     /// Frames streamed through without being assembled, per direction.
     pub frames_streamed: [AtomicU64; 2],
     /// Streamed frames whose unread part moved by splice(2).
@@ -171,6 +178,9 @@ impl Default for Metrics {
             proxy_protocol: Family::default(),
             sni_routes: Family::default(),
             policy_denials: Family::default(),
+            client_auth: Family::default(),
+            client_auth_timeouts: AtomicU64::new(0),
+            client_sessions_expired: AtomicU64::new(0),
             frames_streamed: Default::default(),
             frames_spliced: AtomicU64::new(0),
             by_listener: Mutex::new(BTreeMap::new()),

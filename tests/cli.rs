@@ -379,3 +379,51 @@ fn check_config_parses_certificates_and_keys_and_pairs_them() {
         "{err}"
     );
 }
+
+#[test]
+fn check_config_reads_the_users_file_and_the_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let jwks = dir.path().join("jwks.json");
+    let cfg = |users: &std::path::Path, jwks: &std::path::Path| {
+        format!(
+            "bootstrap = [\"b-1.example:9094\"]\n[client_auth]\nmechanisms = [\"SCRAM-SHA-512\", \"OAUTHBEARER\"]\nusers_file = {:?}\n[client_auth.oauthbearer]\njwks_file = {:?}\nissuer = \"i\"\naudience = \"a\"\n",
+            users, jwks
+        )
+    };
+    let path = write(&dir, &cfg(&users, &jwks));
+    let p = path.to_str().unwrap();
+    let (code, _, err) = check(&["--config", p], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("client_auth.users_file") && err.contains("cannot read"),
+        "{err}"
+    );
+    let mut add = kgate()
+        .args([
+            "user",
+            "add",
+            "alice",
+            "--file",
+            users.to_str().unwrap(),
+            "--iterations",
+            "4096",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin.take().unwrap().write_all(b"alice-pw\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    std::fs::write(&jwks, "{\"keys\": \"nope\"}").unwrap();
+    let (code, _, err) = check(&["--config", p], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("client_auth.oauthbearer.jwks_file") && err.contains("not a JWKS"),
+        "{err}"
+    );
+    std::fs::write(&jwks, r#"{"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}"#).unwrap();
+    let (code, out, err) = check(&["--config", p], &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}

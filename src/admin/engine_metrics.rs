@@ -12,7 +12,7 @@ fn head(out: &mut String, name: &str, kind: &str, help: &str) {
 /// One unlabelled series: name, type, help, value.
 type Scalar = (&'static str, &'static str, &'static str, u64);
 
-fn scalars(m: &Metrics) -> [Scalar; 6] {
+fn scalars(m: &Metrics) -> [Scalar; 8] {
     [
         (
             "kgate_buffer_budget_used_bytes",
@@ -49,6 +49,18 @@ fn scalars(m: &Metrics) -> [Scalar; 6] {
             "counter",
             "Streamed frames whose unread part moved socket to socket with splice(2), never entering kgate's memory.",
             m.frames_spliced.load(Relaxed),
+        ),
+        (
+            "kgate_client_auth_timeouts_total",
+            "counter",
+            "Connections closed for not finishing client SASL within client_auth.auth_timeout_ms.",
+            m.client_auth_timeouts.load(Relaxed),
+        ),
+        (
+            "kgate_client_sessions_expired_total",
+            "counter",
+            "Connections closed because the client's SASL session expired without re-authentication (KIP-368).",
+            m.client_sessions_expired.load(Relaxed),
         ),
     ]
 }
@@ -96,6 +108,18 @@ pub fn render(m: &Metrics, o: &mut String) {
         "kgate_dynamic_listeners_refused_total {}",
         m.dynamic_listeners_refused.load(Relaxed)
     );
+    head(
+        o,
+        "kgate_client_auth_total",
+        "counter",
+        "Client SASL authentications by mechanism, result (ok, failed) and kind (authenticate, reauthenticate).",
+    );
+    for ((mechanism, result, kind), n) in m.client_auth.snapshot() {
+        let _ = writeln!(
+            o,
+            "kgate_client_auth_total{{mechanism=\"{mechanism}\",result=\"{result}\",kind=\"{kind}\"}} {n}"
+        );
+    }
     for (name, kind, help, v) in scalars(m) {
         head(o, name, kind, help);
         let _ = writeln!(o, "{name} {v}");

@@ -3,6 +3,7 @@
 //! and the brokers it learns get their listeners before any client asks.
 
 use crate::listener::registry::Registry;
+use crate::protocol::api_versions::{list_api_versions, rewrite_api_versions};
 use crate::protocol::decision::RewriteKind;
 use crate::protocol::frame::{frame_len, LEN_PREFIX};
 use crate::rewrite::{rewrite, Advertised, BrokerMapper, MapError};
@@ -37,28 +38,70 @@ fn metadata_request() -> BytesMut {
     b
 }
 
-/// Asks the current cluster for its brokers (through the bootstrap
-/// servers) and maps them onto the listeners; returns the response size.
+/// ApiVersions v2 (non-flexible, no client software fields).
+fn api_versions_request() -> BytesMut {
+    let mut b = BytesMut::with_capacity(24);
+    b.put_i32(0);
+    b.put_i16(18);
+    b.put_i16(API_VERSIONS_VERSION);
+    b.put_i32(CORRELATION - 1);
+    b.put_i16(5);
+    b.put_slice(b"kgate");
+    let n = (b.len() - LEN_PREFIX) as i32;
+    b[..LEN_PREFIX].copy_from_slice(&n.to_be_bytes());
+    b
+}
+
+const API_VERSIONS_VERSION: i16 = 2;
+
+async fn round_trip<S>(s: &mut S, request: &[u8], what: &str) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    s.write_all(request).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    let mut len = [0u8; LEN_PREFIX];
+    s.read_exact(&mut len).await.map_err(|e| e.to_string())?;
+    let total = frame_len(len, 4, PROBE_MAX_FRAME).map_err(|e| format!("probe {what} response: {e}"))?;
+    let mut frame = vec![0u8; total];
+    frame[..LEN_PREFIX].copy_from_slice(&len);
+    s.read_exact(&mut frame[LEN_PREFIX..])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(frame)
+}
+
+/// Keeps the broker's ApiVersions (after kgate's allow-list and caps), so
+/// client authentication can answer ApiVersions before any upstream.
+fn keep_versions(shared: &Shared, frame: &[u8]) -> Result<(), String> {
+    let out =
+        rewrite_api_versions(frame, API_VERSIONS_VERSION).map_err(|e| format!("probe ApiVersions: {e}"))?;
+    if out.get(8..10).is_some_and(|e| e == [0, 0]) {
+        let list =
+            list_api_versions(&out, API_VERSIONS_VERSION).map_err(|e| format!("probe ApiVersions: {e}"))?;
+        shared.versions.store(list);
+    }
+    Ok(())
+}
+
+/// Asks the current cluster for its brokers (and, with client
+/// authentication, its ApiVersions) through the bootstrap servers and maps them onto the listeners; returns the
+/// Metadata response size.
 pub async fn once(shared: &Shared) -> Result<usize, String> {
     let mut up = shared
         .connector
         .connect(&Route::Bootstrap)
         .await
         .map_err(|e| e.to_string())?;
-    up.stream
-        .write_all(&metadata_request())
-        .await
-        .map_err(|e| e.to_string())?;
-    up.stream.flush().await.map_err(|e| e.to_string())?;
-    let mut len = [0u8; LEN_PREFIX];
-    up.stream.read_exact(&mut len).await.map_err(|e| e.to_string())?;
-    let total = frame_len(len, 4, PROBE_MAX_FRAME).map_err(|e| format!("probe Metadata response: {e}"))?;
-    let mut frame = vec![0u8; total];
-    frame[..LEN_PREFIX].copy_from_slice(&len);
-    up.stream
-        .read_exact(&mut frame[LEN_PREFIX..])
-        .await
-        .map_err(|e| e.to_string())?;
+    if shared.client_auth.is_some() {
+        // Best effort: the Metadata answer is what the probe is for.
+        let versions = round_trip(&mut up.stream, &api_versions_request(), "ApiVersions").await?;
+        if let Err(e) = keep_versions(shared, &versions) {
+            debug!(error = %e, "probe: the broker's ApiVersions answer is not usable");
+        }
+    }
+    let frame = round_trip(&mut up.stream, &metadata_request(), "Metadata").await?;
+    let total = frame.len();
     let seen = Listed {
         registry: shared.registry.as_ref(),
         sni: shared.sni.get().map(|s| s.as_ref()),

@@ -7,7 +7,9 @@ use crate::tls::material::{check_pair, load_roots};
 
 /// Reads every TLS file `c` names: CA bundles parse, and each certificate
 /// and key parse and belong together; `[[upstream_identity]]` passwords
-/// are there. Errors name the config key.
+/// are there. Errors name the config key. (The client-auth users file and
+/// JWKS are read by the `check-config` command itself: their parsers live
+/// with the SASL server, not in this leaf.)
 pub fn check_material(c: &Config) -> Result<(), String> {
     if let Some(u) = &c.upstream_tls {
         let s = "upstream_tls";

@@ -61,6 +61,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub upstream_identity: Vec<super::identity::FileIdentity>,
     pub upstream_identity_unmapped: Option<String>,
+    #[serde(default)]
+    pub client_auth: super::client_auth::FileClientAuth,
     pub proxy_protocol: Option<String>,
     #[serde(default)]
     pub sni: super::listeners::FileSni,
@@ -165,6 +167,7 @@ pub fn build(mut file: FileConfig, mut o: Overrides, origin: &str) -> Result<Con
         c.upstream_sasl.as_ref(),
     )
     .map_err(err)?;
+    c.client_auth = super::client_auth::client_auth(std::mem::take(&mut file.client_auth)).map_err(err)?;
     let ops = super::ops::OpsOverrides {
         admin_listen: file.admin_listen,
         admin_max_connections: file.admin_max_connections,

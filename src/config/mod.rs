@@ -4,6 +4,7 @@
 
 mod check;
 mod cli;
+pub mod client_auth;
 mod file;
 mod identity;
 pub mod listeners;
@@ -15,6 +16,7 @@ mod tls;
 pub use crate::tls::material::Passphrase;
 pub use check::check_material;
 pub use cli::{CheckArgs, RunArgs};
+pub use client_auth::{ClientAuthConfig, ClientMechanism, OAuthBearerConfig};
 pub use file::FileConfig;
 pub use identity::{session_name_for, IdentityMap, IdentitySource, Unmapped, UpstreamIdentity};
 pub use listeners::{BrokerPattern, ProxyMode, SniConfig};
@@ -179,6 +181,9 @@ pub struct Config {
     pub upstream_sasl: Option<SaslConfig>,
     /// Per-principal upstream credentials (`[[upstream_identity]]`).
     pub upstream_identity: IdentityMap,
+    /// SASL toward clients (`[client_auth]`); `None`: clients do not
+    /// authenticate and their SASL is refused.
+    pub client_auth: Option<ClientAuthConfig>,
     /// Admin HTTP listener; `None` when disabled.
     pub admin_listen: Option<HostPort>,
     /// Admin connections served at once; more are closed at accept.
@@ -253,6 +258,7 @@ impl Config {
             downstream_tls: None,
             upstream_sasl: None,
             upstream_identity: IdentityMap::default(),
+            client_auth: None,
             admin_listen: Some(HostPort::new(DEFAULT_BIND_HOST, 9644)),
             admin_max_connections: 64,
             admin_header_timeout: Duration::from_secs(5),

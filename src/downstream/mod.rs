@@ -1,3 +1,5 @@
-//! The client side: TLS termination and the verified client identity.
+//! The client side: TLS termination, the verified client identity, and
+//! SASL toward clients.
 
+pub mod sasl;
 pub mod tls;

@@ -116,7 +116,9 @@ impl Chain {
                     plan.response_filters |= 1 << i;
                     replaced = Some(b);
                 }
-                answer @ RequestVerdict::Answer(_) => return Ok(answer),
+                answer @ (RequestVerdict::Answer(_) | RequestVerdict::AnswerAndClose(..)) => {
+                    return Ok(answer)
+                }
             }
         }
         match (replaced, no_response) {

@@ -18,6 +18,7 @@ pub mod allow_list;
 pub mod api_versions;
 pub mod broker_address;
 pub mod chain;
+pub mod client_sasl;
 pub mod policy;
 pub mod reauth;
 pub mod sasl_refusal;
@@ -33,26 +34,35 @@ use tokio::time::Instant;
 
 pub use chain::{Chain, Plan};
 
-/// Today's chain, in order: SASL refusal and the allow-list answer or
-/// close first; the policy (only when `[policy]` is configured) answers
-/// denials and splits mixed requests; acks tracking reads Produce heads;
+/// Today's chain, in order: client SASL (re-authentication, with
+/// `[client_auth]`) or its refusal, and the allow-list answer or close
+/// first; the policy (only when `[policy]` is configured) answers denials
+/// and splits mixed requests; acks tracking reads Produce heads;
 /// ApiVersions and broker-address rewriting handle responses;
-/// re-authentication runs on its timer on connections whose upstream uses SASL.
+/// re-authentication runs on its timer on connections whose upstream uses
+/// SASL.
 pub fn standard_chain(
     mapper: Arc<dyn crate::rewrite::BrokerMapper>,
     generation: Arc<std::sync::atomic::AtomicU64>,
     policy: Option<Arc<crate::config::policy::PolicyConfig>>,
+    clients: ClientSide,
 ) -> Chain {
-    let mut filters: Vec<Arc<dyn Filter>> = vec![
-        Arc::new(sasl_refusal::SaslRefusal),
-        Arc::new(allow_list::AllowList),
-    ];
+    let sasl: Arc<dyn Filter> = match &clients.auth {
+        Some(server) => Arc::new(client_sasl::ClientSasl {
+            server: server.clone(),
+        }),
+        None => Arc::new(sasl_refusal::SaslRefusal),
+    };
+    let mut filters: Vec<Arc<dyn Filter>> = vec![sasl, Arc::new(allow_list::AllowList)];
     if let Some(p) = policy {
         filters.push(Arc::new(policy::Policy::new(p, Default::default())));
     }
     filters.extend([
         Arc::new(acks::Acks) as Arc<dyn Filter>,
-        Arc::new(api_versions::ApiVersions),
+        Arc::new(api_versions::ApiVersions {
+            cache: Some(clients.versions),
+            client_sasl: clients.auth.is_some(),
+        }),
         Arc::new(broker_address::BrokerAddress {
             mapper,
             generation: Some(generation),
@@ -62,6 +72,15 @@ pub fn standard_chain(
         Arc::new(reauth::Reauth),
     ]);
     Chain::new(filters)
+}
+
+/// What the chain needs to know about the client side.
+pub struct ClientSide {
+    /// kgate's SASL server for clients (`[client_auth]`); `None`: client
+    /// SASL is refused.
+    pub auth: Option<Arc<crate::downstream::sasl::Server>>,
+    /// Where broker ApiVersions lists are kept.
+    pub versions: Arc<crate::protocol::sasl_server::VersionsCache>,
 }
 
 /// How much of a request a filter must see.
@@ -103,6 +122,9 @@ pub enum RequestVerdict {
     /// Forward this frame (same header) instead; the filter then sees the
     /// response whole, whatever its declared response need.
     Replace(Bytes),
+    /// Do not forward; send this response, then close the connection
+    /// (a failed client re-authentication, as Kafka does).
+    AnswerAndClose(Bytes, FilterError),
 }
 
 /// Why a filter closes the connection.
@@ -124,6 +146,8 @@ pub enum FilterError {
     },
     #[error("re-authentication failed: {0}")]
     Reauth(String),
+    #[error("client authentication: {0}")]
+    ClientAuth(String),
 }
 
 /// What filters may know about the connection they run on. The session's
@@ -165,6 +189,11 @@ pub trait Conn: Send + Sync {
     fn stash(&self, _correlation_id: i32, _v: Box<dyn std::any::Any + Send>) {}
     /// Takes back the oldest stash for `correlation_id`.
     fn unstash(&self, _correlation_id: i32) -> Option<Box<dyn std::any::Any + Send>> {
+        None
+    }
+    /// The connection's client SASL state (KIP-368 re-authentication
+    /// toward clients); `None` where there is none.
+    fn client_sasl(&self) -> Option<&std::sync::Mutex<crate::downstream::sasl::Session>> {
         None
     }
 }

@@ -25,7 +25,17 @@ const ILLEGAL_SASL_STATE: i16 = 34;
 /// and ApiVersions never carries a broker address. (librdkafka's mock
 /// cluster sends such a body for error 35.)
 pub fn rewrite_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> {
-    match filter_api_versions(frame, version) {
+    rewrite_api_versions_with(frame, version, &[])
+}
+
+/// [`rewrite_api_versions`], offering `extra` (key, min, max) entries too
+/// (kgate's own client SASL keys).
+pub fn rewrite_api_versions_with(
+    frame: &[u8],
+    version: i16,
+    extra: &[(i16, i16, i16)],
+) -> WireResult<BytesMut> {
+    match filter_api_versions(frame, version, extra) {
         Ok(out) => Ok(out),
         Err(e) => {
             let error_code = Reader::at(frame, LEN_PREFIX + 4).i16()?;
@@ -37,7 +47,7 @@ pub fn rewrite_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> 
     }
 }
 
-fn filter_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> {
+fn filter_api_versions(frame: &[u8], version: i16, extra: &[(i16, i16, i16)]) -> WireResult<BytesMut> {
     let error_code = Reader::at(frame, LEN_PREFIX + 4).i16()?;
     // Error 35 means the broker fell back to a v0 body.
     filter(
@@ -47,10 +57,11 @@ fn filter_api_versions(frame: &[u8], version: i16) -> WireResult<BytesMut> {
         } else {
             version
         },
+        extra,
     )
 }
 
-fn filter(frame: &[u8], version: i16) -> WireResult<BytesMut> {
+fn filter(frame: &[u8], version: i16, extra: &[(i16, i16, i16)]) -> WireResult<BytesMut> {
     let body = LEN_PREFIX + 4;
     let mut r = Reader::at(frame, body);
     let error_code = r.i16()?;
@@ -71,8 +82,9 @@ fn filter(frame: &[u8], version: i16) -> WireResult<BytesMut> {
             }
         }
     }
+    kept.extend_from_slice(extra);
     let rest = r.pos();
-    let mut out = BytesMut::with_capacity(frame.len());
+    let mut out = BytesMut::with_capacity(frame.len() + extra.len() * 7);
     out.put_slice(&frame[..body]);
     out.put_i16(error_code);
     if flexible {
@@ -113,7 +125,12 @@ fn patch_len(out: &mut BytesMut) {
     out[..LEN_PREFIX].copy_from_slice(&len.to_be_bytes());
 }
 
-fn encode_response<M: Encodable>(correlation_id: i32, header_version: i16, msg: &M, version: i16) -> Bytes {
+pub(crate) fn encode_response<M: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    msg: &M,
+    version: i16,
+) -> Bytes {
     let mut out = BytesMut::with_capacity(64);
     out.put_i32(0);
     // Encoding well-formed messages built here cannot fail; an error would

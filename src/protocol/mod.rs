@@ -7,4 +7,5 @@ pub mod decision;
 pub mod fetch_scan;
 pub mod frame;
 pub mod header;
+pub mod sasl_server;
 pub mod wire;

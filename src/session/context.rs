@@ -47,6 +47,9 @@ pub struct Context {
     inner: Mutex<Mutable>,
     /// Immutable copy of the identity subject, for `Conn::identity`.
     subject: std::sync::OnceLock<String>,
+    /// Client SASL state, created on first use (boxed: an idle
+    /// connection holds one pointer).
+    client_sasl: std::sync::OnceLock<Box<Mutex<crate::downstream::sasl::Session>>>,
 }
 
 impl Context {
@@ -64,6 +67,7 @@ impl Context {
             cluster_generation: AtomicU64::new(0),
             inner: Mutex::new(Mutable::default()),
             subject: std::sync::OnceLock::new(),
+            client_sasl: std::sync::OnceLock::new(),
         }
     }
 
@@ -169,6 +173,9 @@ impl Conn for Context {
         let mut g = self.lock();
         let i = g.stash.iter().position(|(c, _)| *c == correlation_id)?;
         g.stash.remove(i).map(|(_, v)| v)
+    }
+    fn client_sasl(&self) -> Option<&Mutex<crate::downstream::sasl::Session>> {
+        Some(self.client_sasl.get_or_init(Default::default))
     }
 }
 

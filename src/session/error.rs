@@ -28,6 +28,9 @@ impl SessionError {
             SessionError::CorrelationMismatch { .. } | SessionError::Unsolicited => "broker_protocol",
             SessionError::UpstreamClosed { .. } | SessionError::UpstreamIo(_) => "broker_io",
             SessionError::RequestTimeout { .. } => "request_timeout",
+            SessionError::ClientAuthFailed(_)
+            | SessionError::ClientAuth(_)
+            | SessionError::ClientAuthTimeout(_) => "client_auth",
             _ => "other",
         }
     }
@@ -94,6 +97,12 @@ pub enum SessionError {
     StaleBroker(String),
     #[error("client left before sending anything")]
     ClientGone,
+    #[error("client authentication failed: {0}")]
+    ClientAuthFailed(String),
+    #[error("client authentication: {0}; closing the connection")]
+    ClientAuth(String),
+    #[error("client did not authenticate within {0:?} (client_auth.auth_timeout_ms)")]
+    ClientAuthTimeout(std::time::Duration),
     #[error("no complete request within {0:?} of connecting (first_request_timeout_ms)")]
     FirstRequestTimeout(std::time::Duration),
     #[error("idle for {0:?} with nothing in flight (idle_timeout_ms)")]

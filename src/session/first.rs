@@ -35,6 +35,13 @@ pub async fn first_request<S: AsyncRead + Unpin>(
 
 async fn read<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<BytesMut>, SessionError> {
     let mut buf = BytesMut::new();
+    Ok((fill(s, &mut buf).await? > 0).then_some(buf))
+}
+
+/// Reads until `buf` starts with one whole request (at most
+/// [`FIRST_REQUEST_MAX`]); returns its length. `Ok(0)`: the client left
+/// between requests. Client authentication reads with it too.
+pub async fn fill<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Result<usize, SessionError> {
     let mut want = LEN_PREFIX;
     loop {
         if buf.len() >= LEN_PREFIX {
@@ -49,19 +56,19 @@ async fn read<S: AsyncRead + Unpin>(s: &mut S) -> Result<Option<BytesMut>, Sessi
                 })
             })?;
             if buf.len() >= want {
-                return Ok(Some(buf));
+                return Ok(want);
             }
         }
         if buf.capacity() == buf.len() {
             buf.reserve((want - buf.len()).clamp(LEN_PREFIX, STEP));
         }
-        let n = s.read_buf(&mut buf).await.or_else(|e| match e.kind() {
+        let n = s.read_buf(buf).await.or_else(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => Ok(0),
             _ => Err(SessionError::ClientFrame(FrameError::Io(e))),
         })?;
         if n == 0 {
             if buf.is_empty() {
-                return Ok(None);
+                return Ok(0);
             }
             return Err(SessionError::ClientFrame(FrameError::Truncated {
                 got: buf.len(),

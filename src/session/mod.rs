@@ -7,6 +7,7 @@
 
 mod batch;
 pub mod budget;
+mod client_auth;
 pub mod context;
 pub mod error;
 mod first;
@@ -157,8 +158,28 @@ async fn drive(
     let Some(first) = first else {
         return Err(SessionError::ClientGone);
     };
-    m.on(Event::FirstRequest)?;
-    Box::pin(connect(shared, (client, first), ctx, m)).await
+    let Some(server) = &shared.client_auth else {
+        m.on(Event::FirstRequest)?;
+        return Box::pin(connect(shared, (client, first), ctx, m)).await;
+    };
+    m.on(Event::FirstRequestNeedsAuth)?;
+    let rest = tokio::select! {
+        r = Box::pin(client_auth::authenticate(shared, server, &mut client, first, ctx)) => r?,
+        _ = stop.wait_for(|s| *s) => {
+            m.on(Event::ShutdownRequested)?;
+            return Ok(());
+        }
+    };
+    m.on(Event::ClientAuthenticated)?;
+    // Authenticated: nothing upstream until the next request arrives.
+    let next = match rest.is_empty() {
+        true => first::first_request(&mut client, shared.config.first_request_timeout).await?,
+        false => Some(rest),
+    };
+    let Some(next) = next else {
+        return Err(SessionError::ClientGone);
+    };
+    Box::pin(connect(shared, (client, next), ctx, m)).await
 }
 
 /// `Connecting` and `Authenticating`, then the pump.
@@ -265,6 +286,8 @@ fn log_end(e: &SessionError, state: State, listener: &str) {
         SessionError::Idle(_) | SessionError::ClientGone | SessionError::FirstRequestTimeout(_) => {
             debug!(%state, error = %e, "connection closed")
         }
+        // Logged (rate-limited, with the claimed user) where it failed.
+        SessionError::ClientAuthFailed(_) => debug!(%state, error = %e, "connection closed"),
         _ => {
             // A few lines per listener and cause every few seconds, with a
             // count. Frame errors carry wire numbers: keyed by their kind.

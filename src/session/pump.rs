@@ -303,6 +303,20 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
                 self.batch.push(bytes);
                 Ok(())
             }
+            RequestVerdict::AnswerAndClose(bytes, why) => {
+                // Everything before it reaches the client, then the close.
+                c.copy_to(total, &mut tokio::io::sink()).await.map_err(copy_err)?;
+                self.batch
+                    .flush(&mut self.upstream)
+                    .await
+                    .map_err(SessionError::UpstreamIo)?;
+                self.tx.send(Pending::Local(bytes)).await.map_err(gone)?;
+                self.barrier().await?;
+                // Like Kafka's failed-authentication delay: a client that
+                // sees the EOF with the error may report only the EOF.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(why.into())
+            }
             RequestVerdict::NoResponse => self.send(total, p.splice).await,
             RequestVerdict::Pass => {
                 self.expect(h, plan).await?;

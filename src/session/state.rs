@@ -1,6 +1,10 @@
 //! The connection's state machine, written down in one place.
 //!
 //! ```text
+//!                  ┌── [client_auth] ──► ClientAuthenticating ──fail, deadline──► Closed
+//!                  │                     (kgate answers ApiVersions, SASL)
+//!                  │                           │ client SASL ok
+//!                  │                           ▼
 //!   AwaitingRequest ──first complete request──► Connecting ──upstream open, SASL──► Authenticating
 //!        │                                        │  ──upstream open, no SASL──┐          │ SASL ok
 //!        │ deadline, EOF, bad frame               │ fail                       ▼          ▼
@@ -16,6 +20,11 @@
 //!   waits, within a deadline and a tight size bound, for one complete,
 //!   valid request. Nothing happens upstream: an empty connect, a port
 //!   scan or a slowloris costs the broker nothing.
+//! * **ClientAuthenticating**: with `[client_auth]`, kgate is the SASL
+//!   server: it answers ApiVersions, SaslHandshake and SaslAuthenticate
+//!   itself, within `auth_timeout_ms` and a 512 KiB frame bound. Nothing
+//!   happens upstream until the client authenticated: the principal is
+//!   known before the upstream connection is chosen.
 //! * **Connecting**: the upstream TCP and TLS connection is being opened.
 //! * **Authenticating**: kgate's own SASL exchange with the broker, using
 //!   correlation ids kgate owns. No client byte is forwarded.
@@ -33,6 +42,7 @@ use tracing::debug;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     AwaitingRequest,
+    ClientAuthenticating,
     Connecting,
     Authenticating,
     Forwarding,
@@ -45,6 +55,10 @@ pub enum State {
 pub enum Event {
     /// The client's first complete request arrived.
     FirstRequest,
+    /// The first request arrived on a listener whose clients authenticate.
+    FirstRequestNeedsAuth,
+    /// The client completed SASL toward kgate.
+    ClientAuthenticated,
     /// The upstream connection is up; `sasl` says whether kgate must
     /// authenticate before forwarding.
     UpstreamConnected {
@@ -81,7 +95,9 @@ impl State {
         use State::*;
         let next = match (self, event) {
             (AwaitingRequest, FirstRequest) => Connecting,
-            (AwaitingRequest, ShutdownRequested) => Closed,
+            (AwaitingRequest, FirstRequestNeedsAuth) => ClientAuthenticating,
+            (ClientAuthenticating, ClientAuthenticated) => Connecting,
+            (AwaitingRequest | ClientAuthenticating, ShutdownRequested) => Closed,
             (Connecting, UpstreamConnected { sasl: true }) => Authenticating,
             (Connecting, UpstreamConnected { sasl: false }) => Forwarding,
             (Authenticating, Authenticated) => Forwarding,
@@ -192,6 +208,7 @@ mod tests {
     fn every_pair_is_either_in_the_table_or_refused() {
         let states = [
             AwaitingRequest,
+            ClientAuthenticating,
             Connecting,
             Authenticating,
             Forwarding,
@@ -201,6 +218,8 @@ mod tests {
         ];
         let events = [
             FirstRequest,
+            FirstRequestNeedsAuth,
+            ClientAuthenticated,
             UpstreamConnected { sasl: true },
             UpstreamConnected { sasl: false },
             Authenticated,
@@ -218,14 +237,38 @@ mod tests {
                     assert!(e == Ended || s != Closed, "{s} must be terminal");
                     assert!(to != AwaitingRequest, "nothing returns to AwaitingRequest");
                     assert!(
-                        to != Connecting || s == AwaitingRequest,
-                        "only a first request leads to Connecting"
+                        to != Connecting || s == AwaitingRequest || s == ClientAuthenticating,
+                        "only a first request or a client authentication leads to Connecting"
+                    );
+                    assert!(
+                        to != ClientAuthenticating || s == AwaitingRequest,
+                        "client authentication happens once, before anything upstream"
                     );
                 }
             }
         }
-        // 13 listed transitions plus Ended from each of the 7 states.
-        assert_eq!(allowed, 20);
+        // 16 listed transitions plus Ended from each of the 8 states.
+        assert_eq!(allowed, 24);
+    }
+
+    #[test]
+    fn client_authentication_comes_before_the_upstream() {
+        let s = AwaitingRequest.on(FirstRequestNeedsAuth).unwrap();
+        assert_eq!(s, ClientAuthenticating);
+        assert!(!s.forwards_requests());
+        assert!(
+            s.on(UpstreamConnected { sasl: false }).is_err(),
+            "no upstream before the client authenticated"
+        );
+        assert!(s.on(FirstRequest).is_err());
+        assert_eq!(s.on(ClientAuthenticated).unwrap(), Connecting);
+        assert_eq!(s.on(ShutdownRequested).unwrap(), Closed);
+        assert_eq!(s.on(Ended).unwrap(), Closed);
+        assert!(
+            Forwarding.on(ClientAuthenticated).is_err(),
+            "re-authentication is the filter's, not a state change"
+        );
+        assert!(Connecting.on(FirstRequestNeedsAuth).is_err());
     }
 
     #[test]

@@ -417,13 +417,20 @@ fn plan_without_policy_is_unchanged_and_needs_follow_the_rules() {
         Arc::new(sasl_refusal::SaslRefusal),
         Arc::new(allow_list::AllowList),
         Arc::new(acks::Acks),
-        Arc::new(api_versions::ApiVersions),
+        Arc::new(api_versions::ApiVersions {
+            cache: None,
+            client_sasl: false,
+        }),
         Arc::new(broker_address::BrokerAddress {
             mapper: mapper.clone(),
             generation: Some(gen.clone()),
         }),
     ]);
-    let none = standard_chain(mapper.clone(), gen.clone(), None);
+    let clients = || crate::filter::ClientSide {
+        auth: None,
+        versions: Default::default(),
+    };
+    let none = standard_chain(mapper.clone(), gen.clone(), None, clients());
     assert!(!none.names().contains(&"policy"));
     for k in 0..128 {
         for v in 0..32 {
