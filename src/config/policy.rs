@@ -2,7 +2,7 @@
 //! policy filter (`filter::policy`) enforces it.
 //!
 //! A connection's rules are found once per request: no principal → the
-//! `default` rules; a principal → the first `[[policy.principal]]` block
+//! `default` rules ("allow", "deny", or a block of its own); a principal → the first `[[policy.principal]]` block
 //! whose `names` match it; a principal no block names → `unmatched`.
 //! Within a block every gate must agree: the API key must be allowed, and
 //! each topic, group and transactional id it names must be allowed for the
@@ -198,15 +198,25 @@ impl PolicyConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilePolicy {
-    pub default: Option<String>,
+    pub default: Option<FileDefault>,
     pub unmatched: Option<String>,
     #[serde(default)]
     pub principal: Vec<FilePrincipal>,
 }
 
+/// `default`: a word, or a rule block of its own (a principal block
+/// without `names`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileDefault {
+    Word(String),
+    Rules(Box<FilePrincipal>),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilePrincipal {
+    #[serde(default)]
     pub names: Vec<String>,
     pub apis_allow: Option<Vec<ApiName>>,
     pub apis_deny: Option<Vec<ApiName>>,
@@ -245,7 +255,16 @@ fn block_from_word(key: &str, w: Option<&str>, fallback: Rules) -> Result<Rules,
 /// Validates `[policy]`; `None` when the file has no such section.
 pub fn policy(f: Option<FilePolicy>) -> Result<Option<std::sync::Arc<PolicyConfig>>, String> {
     let Some(f) = f else { return Ok(None) };
-    let default = block_from_word("policy.default", f.default.as_deref(), Rules::everything())?;
+    let default = match f.default {
+        Some(FileDefault::Rules(b)) if b.names.is_empty() => {
+            rules("policy.default", *b)?
+        }
+        Some(FileDefault::Rules(_)) => {
+            return Err("key `policy.default.names`: the default rules apply to connections without a principal; remove `names`".into())
+        }
+        Some(FileDefault::Word(w)) => block_from_word("policy.default", Some(&w), Rules::everything())?,
+        None => Rules::everything(),
+    };
     let unmatched = block_from_word("policy.unmatched", f.unmatched.as_deref(), Rules::nothing())?;
     let mut principals = Vec::new();
     for (i, p) in f.principal.into_iter().enumerate() {
@@ -275,6 +294,14 @@ fn principal(at: &str, p: FilePrincipal) -> Result<PrincipalRules, String> {
             Pattern::Literal(n.clone())
         });
     }
+    Ok(PrincipalRules {
+        names,
+        rules: rules(at, p)?,
+    })
+}
+
+/// The rules of one block (a principal's or the default's).
+fn rules(at: &str, p: FilePrincipal) -> Result<Rules, String> {
     let mut apis = [false; 128];
     match &p.apis_allow {
         None => {
@@ -299,14 +326,11 @@ fn principal(at: &str, p: FilePrincipal) -> Result<PrincipalRules, String> {
     for &k in ALWAYS_ALLOWED {
         apis[k as usize] = true;
     }
-    Ok(PrincipalRules {
-        names,
-        rules: Rules {
-            apis,
-            topics: resources(&format!("{at}.topics"), p.topics, &TOPIC_OPS)?,
-            groups: resources(&format!("{at}.groups"), p.groups, &GROUP_OPS)?,
-            transactional_ids: resources(&format!("{at}.transactional_ids"), p.transactional_ids, &TXN_OPS)?,
-        },
+    Ok(Rules {
+        apis,
+        topics: resources(&format!("{at}.topics"), p.topics, &TOPIC_OPS)?,
+        groups: resources(&format!("{at}.groups"), p.groups, &GROUP_OPS)?,
+        transactional_ids: resources(&format!("{at}.transactional_ids"), p.transactional_ids, &TXN_OPS)?,
     })
 }
 

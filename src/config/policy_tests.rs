@@ -77,6 +77,19 @@ apis_allow = ["all"]
 }
 
 #[test]
+fn default_may_be_a_rule_block() {
+    let p = parse("[policy.default]\ntopics = [{ prefix = \"bench\", ops = [\"read\", \"write\"] }]")
+        .unwrap()
+        .unwrap();
+    let d = p.rules_for(None);
+    assert!(d.api_allowed(0) && !d.api_allowed(19));
+    assert!(grants(&d.topics, "bench-1", op::WRITE));
+    assert!(!grants(&d.topics, "other", op::READ));
+    let e = parse("[policy.default]\nnames = [\"x\"]").unwrap_err();
+    assert!(e.contains("policy.default.names"), "{e}");
+}
+
+#[test]
 fn errors_name_the_key() {
     let cases = [
         ("[policy]\ndefault = \"maybe\"", "policy.default"),

@@ -232,3 +232,26 @@ fn mtls_principal_needs_a_client_ca_and_a_known_part() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn policy_section_reaches_the_config() {
+    let f = file(
+        "bootstrap = [\"a:1\"]\n[policy]\ndefault = \"deny\"\n[[policy.principal]]\nnames = [\"svc-*\"]\n",
+    )
+    .unwrap();
+    let c = build(f, Overrides::default(), "f").unwrap();
+    let p = c.policy.expect("policy");
+    assert!(!p.rules_for(None).api_allowed(0));
+    assert!(p.rules_for(Some("svc-a")).api_allowed(0));
+    let bad = file("bootstrap = [\"a:1\"]\n[policy]\nunmatched = \"maybe\"\n").unwrap();
+    let e = build(bad, Overrides::default(), "f").unwrap_err();
+    assert!(e.contains("policy.unmatched"), "{e}");
+    assert!(build(
+        file("bootstrap = [\"a:1\"]\n").unwrap(),
+        Overrides::default(),
+        "f"
+    )
+    .unwrap()
+    .policy
+    .is_none());
+}
