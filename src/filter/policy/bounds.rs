@@ -13,6 +13,9 @@ use crate::protocol::wire::{Reader, WireError, WireResult};
 
 /// Array elements one request may hold (topics + partitions + …).
 pub const MAX_ELEMENTS: usize = 200_000;
+/// Array elements one response may hold (a Metadata response of a large
+/// cluster lists every partition's replicas).
+pub const MAX_RESPONSE_ELEMENTS: usize = 5_000_000;
 
 #[derive(Clone, Copy)]
 pub enum T {
@@ -50,6 +53,11 @@ pub struct Schema {
 /// (librdkafka 2.16 sends three zero bytes after a Metadata v12 body); a
 /// replacement request drops them.
 pub fn check(s: &Schema, version: i16, body: &[u8]) -> WireResult<()> {
+    check_with(s, version, body, MAX_ELEMENTS)
+}
+
+/// [`check`] with an element budget of its own.
+pub fn check_with(s: &Schema, version: i16, body: &[u8], mut budget: usize) -> WireResult<()> {
     let mut r = Reader::new(body);
     if version < s.min || version > s.max {
         return Err(WireError {
@@ -57,7 +65,6 @@ pub fn check(s: &Schema, version: i16, body: &[u8]) -> WireResult<()> {
             offset: 0,
         });
     }
-    let mut budget = MAX_ELEMENTS;
     walk(&mut r, s.body, version, version >= s.flex, &mut budget)
 }
 
@@ -291,6 +298,40 @@ pub const TXN_OFFSET_COMMIT: Schema = Schema {
         F(Str, 3, M),
         F(Str, 3, M),
         F(Arr(TOC_TOPIC), 0, M),
+    ],
+};
+
+const MDR_BROKER: &[F] = &[F(I32, 0, M), F(Str, 0, M), F(I32, 0, M), F(Str, 1, M)];
+const MDR_PART: &[F] = &[
+    F(I16, 0, M),
+    F(I32, 0, M),
+    F(I32, 0, M),
+    F(I32, 7, M),
+    F(ArrI32, 0, M),
+    F(ArrI32, 0, M),
+    F(ArrI32, 5, M),
+];
+const MDR_TOPIC: &[F] = &[
+    F(I16, 0, M),
+    F(Str, 0, M),
+    F(Uuid, 10, M),
+    F(I8, 1, M),
+    F(Arr(MDR_PART), 0, M),
+    F(I32, 8, M),
+];
+/// The broker's Metadata response (decoded by the policy to filter it).
+pub const METADATA_RESPONSE: Schema = Schema {
+    min: 0,
+    max: 13,
+    flex: 9,
+    body: &[
+        F(I32, 3, M),
+        F(Arr(MDR_BROKER), 0, M),
+        F(Str, 2, M),
+        F(I32, 1, M),
+        F(Arr(MDR_TOPIC), 0, M),
+        F(I32, 8, 10),
+        F(I16, 13, M),
     ],
 };
 

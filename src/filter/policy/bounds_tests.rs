@@ -227,3 +227,27 @@ fn records_partitions_and_configs() {
         ]),
     );
 }
+
+#[test]
+fn metadata_response_every_version() {
+    use kafka_protocol::messages::metadata_response::*;
+    let r = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default().with_host(s("b-1"))])
+        .with_topics(vec![MetadataResponseTopic::default()
+            .with_name(Some(TopicName(s("t"))))
+            .with_partitions(vec![MetadataResponsePartition::default()
+                .with_replica_nodes(vec![BrokerId(1), BrokerId(2)])
+                .with_isr_nodes(vec![BrokerId(1)])])]);
+    for v in 0..=13 {
+        let b = enc(&r, v);
+        check_with(&METADATA_RESPONSE, v, &b, MAX_RESPONSE_ELEMENTS).unwrap_or_else(|e| panic!("v{v}: {e}"));
+        assert!(check_with(&METADATA_RESPONSE, v, &b[..b.len() - 1], MAX_RESPONSE_ELEMENTS).is_err());
+    }
+    // A broker claiming 2^31 topics in a few bytes is refused before decoding.
+    let mut lie = 0i32.to_be_bytes().to_vec(); // throttle (v3+)
+    lie.extend_from_slice(&0i32.to_be_bytes()); // no brokers
+    lie.extend_from_slice(&[0xff, 0xff]); // null cluster id
+    lie.extend_from_slice(&1i32.to_be_bytes()); // controller
+    lie.extend_from_slice(&i32::MAX.to_be_bytes()); // topics
+    assert!(check_with(&METADATA_RESPONSE, 4, &lie, MAX_RESPONSE_ELEMENTS).is_err());
+}
