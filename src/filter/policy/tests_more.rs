@@ -540,3 +540,75 @@ fn records_partitions_and_configs_per_entry() {
         RequestVerdict::Pass
     ));
 }
+
+#[test]
+fn merges_keep_the_brokers_entries_in_every_version() {
+    use kafka_protocol::messages::list_offsets_response::ListOffsetsTopicResponse;
+    use kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic;
+    let p = policy(RULES);
+    let c = alice();
+    let lo = |n: &str| {
+        ListOffsetsTopic::default()
+            .with_name(TopicName(s(n)))
+            .with_partitions(vec![ListOffsetsPartition::default()])
+    };
+    for v in 1..=9 {
+        let req = ListOffsetsRequest::default().with_topics(vec![lo("orders.eu"), lo("payments")]);
+        replaced(run(&p, &c, ApiKey::ListOffsets, v, 20, &req));
+        let broker = ListOffsetsResponse::default()
+            .with_throttle_time_ms(if v >= 2 { 7 } else { 0 })
+            .with_topics(vec![
+                ListOffsetsTopicResponse::default().with_name(TopicName(s("orders.eu")))
+            ]);
+        let out = p
+            .on_response(
+                &c,
+                &hdr(ApiKey::ListOffsets, v, 20),
+                &resp(ApiKey::ListOffsets, v, 20, &broker),
+            )
+            .unwrap()
+            .unwrap();
+        let (corr, r): (i32, ListOffsetsResponse) = read(ApiKey::ListOffsets, v, &out);
+        let names: Vec<&str> = r.topics.iter().map(|t| &*t.name.0).collect();
+        assert_eq!((corr, names), (20, vec!["payments", "orders.eu"]), "v{v}");
+        assert_eq!(r.throttle_time_ms, if v >= 2 { 7 } else { 0 });
+    }
+    let oc = |n: &str| {
+        OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(n)))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()])
+    };
+    for v in 2..=9 {
+        let req = OffsetCommitRequest::default()
+            .with_group_id(GroupId(s("orders-app")))
+            .with_topics(vec![oc("orders.eu"), oc("payments")]);
+        replaced(run(&p, &c, ApiKey::OffsetCommit, v, 21, &req));
+        let broker = OffsetCommitResponse::default().with_topics(vec![
+            OffsetCommitResponseTopic::default().with_name(TopicName(s("orders.eu")))
+        ]);
+        let out = p
+            .on_response(
+                &c,
+                &hdr(ApiKey::OffsetCommit, v, 21),
+                &resp(ApiKey::OffsetCommit, v, 21, &broker),
+            )
+            .unwrap()
+            .unwrap();
+        let (_, r): (i32, OffsetCommitResponse) = read(ApiKey::OffsetCommit, v, &out);
+        assert_eq!(r.topics.len(), 2, "v{v}");
+        assert_eq!(r.topics[0].partitions[0].error_code, 29);
+    }
+    // A broker response cut before its count is an error, not a panic.
+    replaced(run(
+        &p,
+        &c,
+        ApiKey::ListOffsets,
+        5,
+        22,
+        &ListOffsetsRequest::default().with_topics(vec![lo("orders.eu"), lo("payments")]),
+    ));
+    let short = resp(ApiKey::ListOffsets, 5, 22, &ListOffsetsResponse::default());
+    assert!(p
+        .on_response(&c, &hdr(ApiKey::ListOffsets, 5, 22), &short[..10])
+        .is_err());
+}
