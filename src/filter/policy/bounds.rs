@@ -32,6 +32,13 @@ pub enum T {
     Arr(&'static [F]),
     ArrI32,
     ArrStr,
+    /// One struct inline (a tagged field's value).
+    Struct(&'static [F]),
+    /// The tagged fields kafka-protocol decodes by type in this struct
+    /// (flexible versions). It reads their values from the buffer
+    /// whatever size the tag declares, so each must have exactly its
+    /// declared size, or its decode would run past what was walked here.
+    Tags(&'static [(u32, T)]),
 }
 
 /// A field: its type and the versions (inclusive) that carry it.
@@ -81,38 +88,72 @@ fn count(r: &mut Reader<'_>, flex: bool, min_elem: usize, budget: &mut usize) ->
 }
 
 fn walk(r: &mut Reader<'_>, fields: &[F], v: i16, flex: bool, budget: &mut usize) -> WireResult<()> {
+    let mut known: &[(u32, T)] = &[];
     for &F(t, from, to) in fields {
         if v < from || v > to {
             continue;
         }
         match t {
-            T::I8 => r.skip(1)?,
-            T::I16 => r.skip(2)?,
-            T::I32 => r.skip(4)?,
-            T::I64 => r.skip(8)?,
-            T::Uuid => r.skip(16)?,
-            T::Str => {
-                r.any_string(flex)?;
-            }
-            T::Bytes => r.skip_bytes(flex)?,
-            T::ArrI32 => {
-                let n = count(r, flex, 4, budget)?;
-                r.skip(n * 4)?;
-            }
-            T::ArrStr => {
-                for _ in 0..count(r, flex, 1, budget)? {
-                    r.any_string(flex)?;
-                }
-            }
-            T::Arr(inner) => {
-                for _ in 0..count(r, flex, 1, budget)? {
-                    walk(r, inner, v, flex, budget)?;
-                }
-            }
+            T::Tags(k) => known = k,
+            t => one(r, t, v, flex, budget)?,
         }
     }
     if flex {
-        r.skip_tagged_fields()?;
+        tags(r, known, v, budget)?;
+    }
+    Ok(())
+}
+
+fn one(r: &mut Reader<'_>, t: T, v: i16, flex: bool, budget: &mut usize) -> WireResult<()> {
+    match t {
+        T::I8 => r.skip(1)?,
+        T::I16 => r.skip(2)?,
+        T::I32 => r.skip(4)?,
+        T::I64 => r.skip(8)?,
+        T::Uuid => r.skip(16)?,
+        T::Str => {
+            r.any_string(flex)?;
+        }
+        T::Bytes => r.skip_bytes(flex)?,
+        T::ArrI32 => {
+            let n = count(r, flex, 4, budget)?;
+            r.skip(n * 4)?;
+        }
+        T::ArrStr => {
+            for _ in 0..count(r, flex, 1, budget)? {
+                r.any_string(flex)?;
+            }
+        }
+        T::Arr(inner) => {
+            for _ in 0..count(r, flex, 1, budget)? {
+                walk(r, inner, v, flex, budget)?;
+            }
+        }
+        T::Struct(inner) => walk(r, inner, v, flex, budget)?,
+        T::Tags(_) => {}
+    }
+    Ok(())
+}
+
+/// A tagged-field section: unknown tags are skipped by their size; a
+/// known tag's value must fill its size exactly.
+fn tags(r: &mut Reader<'_>, known: &[(u32, T)], v: i16, budget: &mut usize) -> WireResult<()> {
+    let n = r.uvarint()?;
+    for _ in 0..n {
+        let tag = r.uvarint()?;
+        let size = r.uvarint()? as usize;
+        let at = r.pos();
+        let value = r.take(size)?;
+        if let Some(&(_, t)) = known.iter().find(|(k, _)| *k == tag) {
+            let mut sub = Reader::new(value);
+            one(&mut sub, t, v, true, budget)?;
+            if sub.remaining() != 0 {
+                return Err(WireError {
+                    what: "tagged field's size does not match its value",
+                    offset: at,
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -140,7 +181,9 @@ const FETCH_PART: &[F] = &[
     F(I32, 12, M),
     F(I64, 5, M),
     F(I32, 0, M),
+    F(Tags(&[(0, Uuid), (1, I64)]), 0, M),
 ];
+const REPLICA_STATE: &[F] = &[F(I32, 0, M), F(I64, 0, M)];
 const FETCH_TOPIC: &[F] = &[F(Str, 0, 12), F(Uuid, 13, M), F(Arr(FETCH_PART), 0, M)];
 const FORGOTTEN: &[F] = &[F(Str, 7, 12), F(Uuid, 13, M), F(ArrI32, 7, M)];
 pub const FETCH: Schema = Schema {
@@ -158,6 +201,7 @@ pub const FETCH: Schema = Schema {
         F(Arr(FETCH_TOPIC), 0, M),
         F(Arr(FORGOTTEN), 7, M),
         F(Str, 11, M),
+        F(Tags(&[(0, Str), (1, Struct(REPLICA_STATE))]), 0, M),
     ],
 };
 

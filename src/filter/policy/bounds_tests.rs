@@ -251,3 +251,25 @@ fn metadata_response_every_version() {
     lie.extend_from_slice(&i32::MAX.to_be_bytes()); // topics
     assert!(check_with(&METADATA_RESPONSE, 4, &lie, MAX_RESPONSE_ELEMENTS).is_err());
 }
+
+#[test]
+fn fetch_known_tags_must_fill_their_size() {
+    use kafka_protocol::messages::fetch_request::*;
+    let f = FetchRequest::default()
+        .with_cluster_id(Some(s("c-1")))
+        .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(3)))
+        .with_topics(vec![FetchTopic::default().with_partitions(vec![
+            FetchPartition::default()
+                .with_replica_directory_id(uuid::Uuid::from_u128(9))
+                .with_high_watermark(5),
+        ])]);
+    check(&FETCH, 18, &enc(&f, 18)).unwrap();
+    // The cluster id tag (0) at the end: declared one byte short.
+    let mut b = enc(&FetchRequest::default().with_cluster_id(Some(s("c-1"))), 12);
+    // ... 01 (one tag) 00 (tag 0) 04 (size) 04 'c' '-' '1'
+    let at = b.len() - 6;
+    assert_eq!(&b[at..at + 2], &[0, 4]);
+    b[at + 1] = 3;
+    b.pop();
+    assert!(check(&FETCH, 12, &b).is_err());
+}

@@ -612,3 +612,21 @@ fn merges_keep_the_brokers_entries_in_every_version() {
         .on_response(&c, &hdr(ApiKey::ListOffsets, 5, 22), &short[..10])
         .is_err());
 }
+
+/// Found by fuzz/policy_request: a Fetch v18 whose known tagged field
+/// declares a smaller size than its value. kafka-protocol reads the value
+/// by type, lost step with the bounds walk, and asked for 412 GB for the
+/// forgotten-topics array. Now the walk refuses the tag.
+#[test]
+fn fixture_fetch_v18_tagged_field_desync() {
+    let data = include_bytes!("fixtures/fetch_v18_tag_desync.bin");
+    let p = policy(RULES);
+    let mut f = vec![0, 0, 0, 0, 0, 1, 0, 18, 0, 0, 0, 7, 0, 1, b'f', 0];
+    f.extend_from_slice(&data[2..]);
+    let n = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&n.to_be_bytes());
+    let e = p
+        .on_request(&alice(), &hdr(ApiKey::Fetch, 18, 7), &f)
+        .unwrap_err();
+    assert!(e.to_string().contains("policy cannot read"), "{e}");
+}
