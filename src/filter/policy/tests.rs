@@ -160,6 +160,11 @@ fn produce_all_denied_is_answered_per_partition() {
             assert_eq!(t.partition_responses[0].base_offset, -1);
         }
     }
+    let m = crate::metrics::get();
+    assert!(
+        m.policy_denials.get(&("Produce", "topic")) >= 4,
+        "counted by API and resource type"
+    );
     // acks=0 has no response to carry the error: closed, as Kafka does.
     let f = produce(&["payments"]).with_acks(0);
     assert!(p
