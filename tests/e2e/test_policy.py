@@ -21,6 +21,7 @@ from harness import Kgate, poll_until, stop_kgate
 from policy_support import (
     TlsConn,
     fetch_v13_errors,
+    fetch_v16_many,
     java_policy_client,
     kp_ssl,
     metadata_ids,
@@ -264,6 +265,10 @@ def test_fetch_by_topic_id(pki: Pki, kgate: Kgate, topics) -> None:
             got = fetch_v13_errors(c.request(1, 16, kw.fetch_v16(tid, 0)))
             assert got[tid][0] == want, (tid, got)
         assert fetch_v13_errors(c.request(1, 16, kw.fetch_v16(orders_id, 0)))[orders_id][1] > 0
+        # Mixed: split, the allowed topic fetched from tansu, the denied one merged back.
+        mixed = fetch_v13_errors(c.request(1, 16, fetch_v16_many([orders_id, payments_id])))
+        assert mixed[payments_id] == (29, 0), mixed
+        assert mixed[orders_id][0] == 0 and mixed[orders_id][1] > 0, mixed
         assert c.is_open()
 
 
