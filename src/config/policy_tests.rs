@@ -1,4 +1,5 @@
 use super::*;
+use serde::Deserialize;
 
 fn parse(text: &str) -> Result<Option<std::sync::Arc<PolicyConfig>>, String> {
     #[derive(Deserialize)]
