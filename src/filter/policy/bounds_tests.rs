@@ -273,3 +273,16 @@ fn fetch_known_tags_must_fill_their_size() {
     b.pop();
     assert!(check(&FETCH, 12, &b).is_err());
 }
+
+#[test]
+fn list_groups_response_every_version() {
+    use kafka_protocol::messages::list_groups_response::ListedGroup;
+    let r = ListGroupsResponse::default()
+        .with_groups(vec![ListedGroup::default().with_group_id(GroupId(s("g")))]);
+    for v in 0..=5 {
+        let b = enc(&r, v);
+        check_with(&LIST_GROUPS_RESPONSE, v, &b, MAX_RESPONSE_ELEMENTS)
+            .unwrap_or_else(|e| panic!("v{v}: {e}"));
+        assert!(check_with(&LIST_GROUPS_RESPONSE, v, &b[..b.len() - 1], MAX_RESPONSE_ELEMENTS).is_err());
+    }
+}

@@ -267,3 +267,12 @@ pub const INCREMENTAL_ALTER_CONFIGS: Schema = Schema {
     flex: 1,
     body: &[F(Arr(IAC_RES), 0, M), F(I8, 0, M)],
 };
+
+const LG_GROUP: &[F] = &[F(Str, 0, M), F(Str, 0, M), F(Str, 4, M), F(Str, 5, M)];
+/// The broker's ListGroups response (filtered to describable groups).
+pub const LIST_GROUPS_RESPONSE: Schema = Schema {
+    min: 0,
+    max: 5,
+    flex: 3,
+    body: &[F(I32, 1, M), F(I16, 0, M), F(Arr(LG_GROUP), 0, M)],
+};

@@ -37,10 +37,36 @@ fn admin_topics_and_whole_keys() {
         run(&p, &admin, ApiKey::CreateTopics, 7, 6, &ct),
         RequestVerdict::Pass
     ));
-    // ListGroups carries groups alice's rules restrict: denied whole, 30.
+    // ListGroups goes to the broker; alice sees only the groups she may
+    // describe. Without the API (an unmatched principal): 30, whole.
+    for v in [0, 3, 4, 5] {
+        let lg = ListGroupsRequest::default();
+        assert!(matches!(
+            run(&p, &c, ApiKey::ListGroups, v, 8, &lg),
+            RequestVerdict::Pass
+        ));
+        let listed = |n: &str| {
+            kafka_protocol::messages::list_groups_response::ListedGroup::default()
+                .with_group_id(GroupId(s(n)))
+        };
+        let broker =
+            ListGroupsResponse::default().with_groups(vec![listed("orders-app"), listed("payments-app")]);
+        let out = p
+            .on_response(
+                &c,
+                &hdr(ApiKey::ListGroups, v, 8),
+                &resp(ApiKey::ListGroups, v, 8, &broker),
+            )
+            .unwrap()
+            .unwrap();
+        let (corr, r): (i32, ListGroupsResponse) = read(ApiKey::ListGroups, v, &out);
+        let names: Vec<&str> = r.groups.iter().map(|g| &*g.group_id.0).collect();
+        assert_eq!((corr, names), (8, vec!["orders-app"]), "v{v}");
+    }
+    let eve = TestConn::as_principal("eve");
     let b = answer(run(
         &p,
-        &c,
+        &eve,
         ApiKey::ListGroups,
         4,
         8,
