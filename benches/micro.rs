@@ -1,5 +1,5 @@
 //! Micro benchmarks of the per-frame work: header peek, acks peek, each
-//! rewriter, and the MSK IAM signature.
+//! rewriter, the MSK IAM signature, and the policy's per-request work.
 //!
 //!     cargo bench --bench micro
 
@@ -211,9 +211,78 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// A connection without a principal (the policy's `default` rules apply).
+struct Anon;
+impl kgate::filter::Conn for Anon {
+    fn listener(&self) -> &str {
+        "bench"
+    }
+    fn client(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], 1).into()
+    }
+    fn identity(&self) -> Option<&str> {
+        None
+    }
+    fn broker(&self) -> Option<kgate::config::HostPort> {
+        None
+    }
+    fn session_lifetime_ms(&self) -> i64 {
+        0
+    }
+    fn set_session_lifetime_ms(&self, _: i64) {}
+    fn reauth_due(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+    fn set_reauth_due(&self, _: Option<tokio::time::Instant>) {}
+}
+
+/// The policy filter's cost per request: a 64 KiB Produce to an allowed
+/// topic (read whole, bounds walk, decode, pass) and a Metadata response
+/// of 1,000 partitions (decode, learn ids, filter, re-encode).
+fn policy_benches(c: &mut Criterion) {
+    use kgate::config::policy::{op, Pattern, PolicyConfig, ResourceRule, Rules};
+    use kgate::filter::Filter;
+    let mut rules = Rules::everything();
+    rules.topics = Some(vec![ResourceRule {
+        pattern: Pattern::Prefix("orders".into()),
+        ops: op::READ | op::WRITE | op::DESCRIBE,
+    }]);
+    let cfg = PolicyConfig {
+        default: rules,
+        principals: vec![],
+        unmatched: Rules::nothing(),
+    };
+    let p = kgate::filter::policy::Policy::new(Arc::new(cfg), Default::default());
+    let pd = produce_request::PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(Bytes::from(vec![0x5au8; 64 * 1024])));
+    let td = produce_request::TopicProduceData::default()
+        .with_name(TopicName(s("orders.eu")))
+        .with_partition_data(vec![pd]);
+    let produce = frame(
+        ApiKey::Produce,
+        9,
+        &ProduceRequest::default().with_acks(-1).with_topic_data(vec![td]),
+        true,
+    );
+    let h = peek_request_header(&produce).unwrap();
+    c.bench_function("policy_produce_64KiB_allowed_topic", |b| {
+        b.iter(|| p.on_request(&Anon, &h, black_box(&produce)).unwrap())
+    });
+    let md = metadata_3x1000();
+    let hm = kgate::protocol::header::RequestHeader {
+        api_key: 3,
+        api_version: 12,
+        correlation_id: 0,
+    };
+    c.bench_function("policy_metadata_response_1000_partitions", |b| {
+        b.iter(|| p.on_response(&Anon, &hm, black_box(&md)).unwrap())
+    });
+}
+
 criterion_group! {
     name = micro;
     config = Criterion::default().warm_up_time(std::time::Duration::from_millis(500)).measurement_time(std::time::Duration::from_secs(2));
-    targets = benches
+    targets = benches, policy_benches
 }
 criterion_main!(micro);

@@ -9,6 +9,11 @@
 //!
 //! BENCH_SECS (default 2) sets each run's length. Results go to stdout and
 //! benches/results/e2e.md.
+//!
+//! Plaintext runs also go through a second kgate with a topic policy for
+//! connections without a principal (`[policy.default]`, topics `bench*`):
+//! every Produce and Fetch request is then read whole and checked, and
+//! the ×kgate column gives the policy's cost in the same run.
 
 mod load;
 mod mock;
@@ -253,6 +258,23 @@ async fn conns(port: u16, tls: Option<&tokio_rustls::TlsConnector>) -> Vec<Conn>
     v
 }
 
+/// One Metadata v12 request through the policy kgate: its answer teaches
+/// kgate the id of topic `bench`, which the Fetch requests name.
+async fn learn_topic_id(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = mock::frame(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+        true,
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(&req).await.unwrap();
+    let n = s.read_i32().await.unwrap();
+    let mut body = vec![0u8; n as usize];
+    s.read_exact(&mut body).await.unwrap();
+}
+
 fn requests(size: usize) -> (Bytes, Bytes, Bytes) {
     let n = (64 * 1024 / size).max(1);
     let blob = Bytes::from(vec![0x5au8; n * size]);
@@ -325,6 +347,14 @@ async fn main() {
         both.push("--downstream-key-file".into());
         both.push(dir.join("server.key").display().to_string());
         let (kg_plain, p1) = kgate(plain, &[]).await;
+        let policy_file = dir.join("policy.toml");
+        std::fs::write(
+            &policy_file,
+            "[policy.default]\ntopics = [{ prefix = \"bench\", ops = [\"read\", \"write\", \"describe\"] }]\n",
+        )
+        .unwrap();
+        let (kg_policy, p4) = kgate(plain, &["--config".into(), policy_file.display().to_string()]).await;
+        learn_topic_id(p4).await;
         // The TLS mock's certificate names localhost and 127.0.0.1.
         let (kg_up, p2) = kgate(tlsmock, &up_tls).await;
         let (kg_both, p3) = kgate(tlsmock, &both).await;
@@ -372,6 +402,9 @@ async fn main() {
                 if hap.is_some() {
                     paths.insert(1, ("haproxy", hp_port, hp_tls, None));
                 }
+                if mode == Mode::Plain {
+                    paths.push(("kgate+policy", p4, None, Some(&kg_policy)));
+                }
                 // Maximum rate on every path first; then one fixed rate that
                 // every path can sustain: half the slowest maximum.
                 let mut maxes = Vec::new();
@@ -414,7 +447,7 @@ async fn main() {
             }
         }
         drop(hap);
-        drop((kg_plain, kg_up, kg_both));
+        drop((kg_plain, kg_up, kg_both, kg_policy));
     }
     let md = report(&rows, secs, have_haproxy);
     println!("{md}");
@@ -457,10 +490,10 @@ fn report(rows: &[Row], secs: f64, have_haproxy: bool) -> String {
         mock::FETCH_V,
         if have_haproxy { "(Debian package)" } else { "(not installed: rows missing)" }
     );
-    let _ = writeln!(o, "| path | record | workload | via | max req/s | max MB/s | ×direct | ×haproxy | fixed req/s | p50 µs | p99 µs | p99.9 µs | p99 added vs direct µs | kgate CPU-s/GB |");
+    let _ = writeln!(o, "| path | record | workload | via | max req/s | max MB/s | ×direct | ×haproxy | ×kgate | fixed req/s | p50 µs | p99 µs | p99.9 µs | p99 added vs direct µs | kgate CPU-s/GB |");
     let _ = writeln!(
         o,
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in rows {
         let find = |via: &str| {
@@ -479,7 +512,7 @@ fn report(rows: &[Row], secs: f64, have_haproxy: bool) -> String {
         };
         let _ = writeln!(
             o,
-            "| {} | {} B | {} | {} | {:.0} | {:.1} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} B | {} | {} | {:.0} | {:.1} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
             r.mode,
             r.size,
             r.workload,
@@ -488,6 +521,11 @@ fn report(rows: &[Row], secs: f64, have_haproxy: bool) -> String {
             r.max.mbps(),
             ratio("direct"),
             ratio("haproxy"),
+            if r.path == "kgate+policy" {
+                ratio("kgate")
+            } else {
+                String::new()
+            },
             r.fixed.rps(),
             f(0.5),
             f(0.99),

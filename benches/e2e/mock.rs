@@ -40,6 +40,9 @@ pub struct Responses {
     produce: Bytes,
     fetch: Bytes,
     metadata: Bytes,
+    /// Metadata v12 naming topic `bench` and its id (for requests v10+):
+    /// how kgate's policy learns the id Fetch v17 names.
+    metadata12: Bytes,
     api_versions: Bytes,
 }
 
@@ -77,6 +80,21 @@ impl Responses {
             &MetadataResponse::default().with_brokers(vec![b]),
             false,
         );
+        let t = metadata_response::MetadataResponseTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("bench"))))
+            .with_topic_id(uuid::Uuid::from_u128(TOPIC_ID))
+            .with_partitions(vec![metadata_response::MetadataResponsePartition::default()]);
+        let metadata12 = frame(
+            ApiKey::Metadata,
+            12,
+            &MetadataResponse::default()
+                .with_brokers(vec![metadata_response::MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(0))
+                    .with_host(StrBytes::from_string(me.ip().to_string()))
+                    .with_port(me.port() as i32)])
+                .with_topics(vec![t]),
+            false,
+        );
         let av = |k: ApiKey| {
             api_versions_response::ApiVersion::default()
                 .with_api_key(k as i16)
@@ -97,6 +115,7 @@ impl Responses {
             produce,
             fetch,
             metadata,
+            metadata12,
             api_versions,
         }
     }
@@ -123,6 +142,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(s: S, r: Arc<Responses>) {
             let tpl = match key {
                 0 => &r.produce,
                 1 => &r.fetch,
+                3 if i16::from_be_bytes([req[6], req[7]]) >= 10 => &r.metadata12,
                 3 => &r.metadata,
                 18 => &r.api_versions,
                 _ => continue,

@@ -2,6 +2,8 @@
 //! every version byte, for a principal whose rules restrict topics, groups
 //! and transactional ids. Nothing may panic or abort (kafka-protocol only
 //! sees bodies the bounds walk accepted); a replacement must be a frame.
+//! The same bytes then come back as the broker's response (a merge into a
+//! split request's response, or a Metadata response to filter).
 #![no_main]
 use kgate::config::policy::{op, Pattern, PolicyConfig, PrincipalRules, ResourceRule, Rules};
 use kgate::filter::policy::Policy;
@@ -10,7 +12,7 @@ use kgate::protocol::header::RequestHeader;
 use std::sync::{Arc, Mutex, OnceLock};
 
 const KEYS: &[i16] = &[
-    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 28, 32, 33, 37, 42, 44, 68,
+    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 28, 32, 33, 37, 42, 44, 68,
 ];
 
 struct Fc(Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>);
@@ -41,6 +43,11 @@ impl Conn for Fc {
     }
     fn stash(&self, c: i32, v: Box<dyn std::any::Any + Send>) {
         self.0.lock().unwrap().push((c, v));
+    }
+    fn unstash(&self, c: i32) -> Option<Box<dyn std::any::Any + Send>> {
+        let mut s = self.0.lock().unwrap();
+        let i = s.iter().position(|(x, _)| *x == c)?;
+        Some(s.remove(i).1)
     }
 }
 
@@ -81,6 +88,14 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     frame[..4].copy_from_slice(&n.to_be_bytes());
     let c = Fc(Mutex::new(Vec::new()));
     if let Ok(RequestVerdict::Replace(b) | RequestVerdict::Answer(b)) = policy().on_request(&c, &h, &frame) {
+        assert_eq!(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize, b.len() - 4);
+    }
+    let mut resp = vec![0, 0, 0, 0];
+    resp.extend_from_slice(&7i32.to_be_bytes());
+    resp.extend_from_slice(&data[2..]);
+    let n = (resp.len() - 4) as i32;
+    resp[..4].copy_from_slice(&n.to_be_bytes());
+    if let Ok(Some(b)) = policy().on_response(&c, &h, &resp) {
         assert_eq!(i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize, b.len() - 4);
     }
 });

@@ -125,3 +125,18 @@ pub fn render(m: &Metrics, o: &mut String) {
         let _ = writeln!(o, "{name} {v}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn policy_denials_are_rendered_with_bounded_labels() {
+        let m = crate::metrics::Metrics::default();
+        m.policy_denials.add(("Produce", "topic"), 3);
+        let mut o = String::new();
+        super::render(&m, &mut o);
+        assert!(
+            o.contains("kgate_policy_denials_total{api=\"Produce\",resource=\"topic\"} 3"),
+            "{o}"
+        );
+    }
+}

@@ -1,4 +1,5 @@
 use super::*;
+use serde::Deserialize;
 
 fn parse(text: &str) -> Result<Option<std::sync::Arc<PolicyConfig>>, String> {
     #[derive(Deserialize)]
@@ -74,6 +75,19 @@ apis_allow = ["all"]
     let admin = p.rules_for(Some("admin"));
     assert!(admin.api_allowed(19) && admin.api_allowed(20));
     assert!(!admin.has_resources());
+}
+
+#[test]
+fn default_may_be_a_rule_block() {
+    let p = parse("[policy.default]\ntopics = [{ prefix = \"bench\", ops = [\"read\", \"write\"] }]")
+        .unwrap()
+        .unwrap();
+    let d = p.rules_for(None);
+    assert!(d.api_allowed(0) && !d.api_allowed(19));
+    assert!(grants(&d.topics, "bench-1", op::WRITE));
+    assert!(!grants(&d.topics, "other", op::READ));
+    let e = parse("[policy.default]\nnames = [\"x\"]").unwrap_err();
+    assert!(e.contains("policy.default.names"), "{e}");
 }
 
 #[test]

@@ -306,3 +306,26 @@ fn static_listener_node_ids_are_unique_and_not_negative() {
     let e = build(file(&neg).unwrap(), Overrides::default(), "f").unwrap_err();
     assert!(e.contains("negative"), "{e}");
 }
+
+#[test]
+fn policy_section_reaches_the_config() {
+    let f = file(
+        "bootstrap = [\"a:1\"]\n[policy]\ndefault = \"deny\"\n[[policy.principal]]\nnames = [\"svc-*\"]\n",
+    )
+    .unwrap();
+    let c = build(f, Overrides::default(), "f").unwrap();
+    let p = c.policy.expect("policy");
+    assert!(!p.rules_for(None).api_allowed(0));
+    assert!(p.rules_for(Some("svc-a")).api_allowed(0));
+    let bad = file("bootstrap = [\"a:1\"]\n[policy]\nunmatched = \"maybe\"\n").unwrap();
+    let e = build(bad, Overrides::default(), "f").unwrap_err();
+    assert!(e.contains("policy.unmatched"), "{e}");
+    assert!(build(
+        file("bootstrap = [\"a:1\"]\n").unwrap(),
+        Overrides::default(),
+        "f"
+    )
+    .unwrap()
+    .policy
+    .is_none());
+}

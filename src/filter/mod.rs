@@ -119,8 +119,9 @@ pub enum RequestVerdict {
     NoResponse,
     /// Do not forward; send this response to the client instead.
     Answer(Bytes),
-    /// Forward this frame (same header) instead; the filter then sees the
-    /// response whole, whatever its declared response need.
+    /// Forward this frame (same header and correlation id) instead; the
+    /// filter then sees the response whole, whatever its declared response
+    /// need. Only a filter that asked for the whole request may replace it.
     Replace(Bytes),
     /// Do not forward; send this response, then close the connection
     /// (a failed client re-authentication, as Kafka does).

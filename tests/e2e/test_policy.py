@@ -21,6 +21,7 @@ from harness import Kgate, poll_until, stop_kgate
 from policy_support import (
     TlsConn,
     fetch_v13_errors,
+    fetch_v16_many,
     java_policy_client,
     kp_ssl,
     metadata_ids,
@@ -159,6 +160,23 @@ def test_librdkafka_admin_api_refused_for_non_admin(pki: Pki, kgate: Kgate, topi
     admin.delete_topics([name], operation_timeout=10)[name].result(timeout=30)
 
 
+def test_describe_configs_split_for_allowed_and_denied_topics(pki: Pki, kgate: Kgate, topics) -> None:
+    """One DescribeConfigs request for an allowed and a denied topic is split
+    and merged: the allowed topic's configs and the denied one's error.
+    (ListGroups filtering is unit-tested only: tansu 0.6 lists no groups.)"""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    alice = AdminClient({"bootstrap.servers": kgate.bootstrap_servers, **ssl_conf(pki, "alice")})
+    res = [ConfigResource(ConfigResource.Type.TOPIC, topics["orders"]),
+           ConfigResource(ConfigResource.Type.TOPIC, topics["payments"])]
+    fs = alice.describe_configs(res, request_timeout=20)
+    assert isinstance(fs[res[0]].result(timeout=30), dict)
+    with pytest.raises(KafkaException) as e:
+        fs[res[1]].result(timeout=30)
+    assert e.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
 def test_auto_create_only_for_a_principal_allowed_to_create(pki: Pki, kgate: Kgate, topics) -> None:
     from confluent_kafka import Producer
 
@@ -264,6 +282,10 @@ def test_fetch_by_topic_id(pki: Pki, kgate: Kgate, topics) -> None:
             got = fetch_v13_errors(c.request(1, 16, kw.fetch_v16(tid, 0)))
             assert got[tid][0] == want, (tid, got)
         assert fetch_v13_errors(c.request(1, 16, kw.fetch_v16(orders_id, 0)))[orders_id][1] > 0
+        # Mixed: split, the allowed topic fetched from tansu, the denied one merged back.
+        mixed = fetch_v13_errors(c.request(1, 16, fetch_v16_many([orders_id, payments_id])))
+        assert mixed[payments_id] == (29, 0), mixed
+        assert mixed[orders_id][0] == 0 and mixed[orders_id][1] > 0, mixed
         assert c.is_open()
 
 

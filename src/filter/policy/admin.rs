@@ -59,9 +59,7 @@ pub fn delete_records(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.topics.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.topics.extend(d.topics)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.topics)
 }
 
 pub fn create_partitions(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -80,9 +78,7 @@ pub fn create_partitions(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> 
             .collect(),
     );
     let all = req.topics.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.results.extend(d.results)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.results)
 }
 
 pub fn describe_configs(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -108,9 +104,7 @@ pub fn describe_configs(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.resources.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.results.extend(d.results)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.results)
 }
 
 pub fn alter_configs(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -136,9 +130,7 @@ pub fn alter_configs(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.resources.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.responses.extend(d.responses)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.responses)
 }
 
 pub fn incremental_alter_configs(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -164,7 +156,5 @@ pub fn incremental_alter_configs(g: &mut Gate, frame: &[u8]) -> Result<Outcome, 
             .collect(),
     );
     let all = req.resources.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.responses.extend(d.responses)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.responses)
 }

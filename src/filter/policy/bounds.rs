@@ -13,6 +13,9 @@ use crate::protocol::wire::{Reader, WireError, WireResult};
 
 /// Array elements one request may hold (topics + partitions + …).
 pub const MAX_ELEMENTS: usize = 200_000;
+/// Array elements one response may hold (a Metadata response of a large
+/// cluster lists every partition's replicas).
+pub const MAX_RESPONSE_ELEMENTS: usize = 5_000_000;
 
 #[derive(Clone, Copy)]
 pub enum T {
@@ -29,6 +32,13 @@ pub enum T {
     Arr(&'static [F]),
     ArrI32,
     ArrStr,
+    /// One struct inline (a tagged field's value).
+    Struct(&'static [F]),
+    /// The tagged fields kafka-protocol decodes by type in this struct
+    /// (flexible versions). It reads their values from the buffer
+    /// whatever size the tag declares, so each must have exactly its
+    /// declared size, or its decode would run past what was walked here.
+    Tags(&'static [(u32, T)]),
 }
 
 /// A field: its type and the versions (inclusive) that carry it.
@@ -50,6 +60,11 @@ pub struct Schema {
 /// (librdkafka 2.16 sends three zero bytes after a Metadata v12 body); a
 /// replacement request drops them.
 pub fn check(s: &Schema, version: i16, body: &[u8]) -> WireResult<()> {
+    check_with(s, version, body, MAX_ELEMENTS)
+}
+
+/// [`check`] with an element budget of its own.
+pub fn check_with(s: &Schema, version: i16, body: &[u8], mut budget: usize) -> WireResult<()> {
     let mut r = Reader::new(body);
     if version < s.min || version > s.max {
         return Err(WireError {
@@ -57,7 +72,6 @@ pub fn check(s: &Schema, version: i16, body: &[u8]) -> WireResult<()> {
             offset: 0,
         });
     }
-    let mut budget = MAX_ELEMENTS;
     walk(&mut r, s.body, version, version >= s.flex, &mut budget)
 }
 
@@ -74,269 +88,79 @@ fn count(r: &mut Reader<'_>, flex: bool, min_elem: usize, budget: &mut usize) ->
 }
 
 fn walk(r: &mut Reader<'_>, fields: &[F], v: i16, flex: bool, budget: &mut usize) -> WireResult<()> {
+    let mut known: &[(u32, T)] = &[];
     for &F(t, from, to) in fields {
         if v < from || v > to {
             continue;
         }
         match t {
-            T::I8 => r.skip(1)?,
-            T::I16 => r.skip(2)?,
-            T::I32 => r.skip(4)?,
-            T::I64 => r.skip(8)?,
-            T::Uuid => r.skip(16)?,
-            T::Str => {
-                r.any_string(flex)?;
-            }
-            T::Bytes => r.skip_bytes(flex)?,
-            T::ArrI32 => {
-                let n = count(r, flex, 4, budget)?;
-                r.skip(n * 4)?;
-            }
-            T::ArrStr => {
-                for _ in 0..count(r, flex, 1, budget)? {
-                    r.any_string(flex)?;
-                }
-            }
-            T::Arr(inner) => {
-                for _ in 0..count(r, flex, 1, budget)? {
-                    walk(r, inner, v, flex, budget)?;
-                }
-            }
+            T::Tags(k) => known = k,
+            t => one(r, t, v, flex, budget)?,
         }
     }
     if flex {
-        r.skip_tagged_fields()?;
+        tags(r, known, v, budget)?;
     }
     Ok(())
 }
 
-use T::*;
+fn one(r: &mut Reader<'_>, t: T, v: i16, flex: bool, budget: &mut usize) -> WireResult<()> {
+    match t {
+        T::I8 => r.skip(1)?,
+        T::I16 => r.skip(2)?,
+        T::I32 => r.skip(4)?,
+        T::I64 => r.skip(8)?,
+        T::Uuid => r.skip(16)?,
+        T::Str => {
+            r.any_string(flex)?;
+        }
+        T::Bytes => r.skip_bytes(flex)?,
+        T::ArrI32 => {
+            let n = count(r, flex, 4, budget)?;
+            r.skip(n * 4)?;
+        }
+        T::ArrStr => {
+            for _ in 0..count(r, flex, 1, budget)? {
+                r.any_string(flex)?;
+            }
+        }
+        T::Arr(inner) => {
+            for _ in 0..count(r, flex, 1, budget)? {
+                walk(r, inner, v, flex, budget)?;
+            }
+        }
+        T::Struct(inner) => walk(r, inner, v, flex, budget)?,
+        T::Tags(_) => {}
+    }
+    Ok(())
+}
 
-const PRODUCE_PART: &[F] = &[F(I32, 0, M), F(Bytes, 0, M)];
-const PRODUCE_TOPIC: &[F] = &[F(Str, 0, 12), F(Uuid, 13, M), F(Arr(PRODUCE_PART), 0, M)];
-pub const PRODUCE: Schema = Schema {
-    min: 3,
-    max: 13,
-    flex: 9,
-    body: &[
-        F(Str, 3, M),
-        F(I16, 0, M),
-        F(I32, 0, M),
-        F(Arr(PRODUCE_TOPIC), 0, M),
-    ],
-};
+/// A tagged-field section: unknown tags are skipped by their size; a
+/// known tag's value must fill its size exactly.
+fn tags(r: &mut Reader<'_>, known: &[(u32, T)], v: i16, budget: &mut usize) -> WireResult<()> {
+    let n = r.uvarint()?;
+    for _ in 0..n {
+        let tag = r.uvarint()?;
+        let size = r.uvarint()? as usize;
+        let at = r.pos();
+        let value = r.take(size)?;
+        if let Some(&(_, t)) = known.iter().find(|(k, _)| *k == tag) {
+            let mut sub = Reader::new(value);
+            one(&mut sub, t, v, true, budget)?;
+            if sub.remaining() != 0 {
+                return Err(WireError {
+                    what: "tagged field's size does not match its value",
+                    offset: at,
+                });
+            }
+        }
+    }
+    Ok(())
+}
 
-const FETCH_PART: &[F] = &[
-    F(I32, 0, M),
-    F(I32, 9, M),
-    F(I64, 0, M),
-    F(I32, 12, M),
-    F(I64, 5, M),
-    F(I32, 0, M),
-];
-const FETCH_TOPIC: &[F] = &[F(Str, 0, 12), F(Uuid, 13, M), F(Arr(FETCH_PART), 0, M)];
-const FORGOTTEN: &[F] = &[F(Str, 7, 12), F(Uuid, 13, M), F(ArrI32, 7, M)];
-pub const FETCH: Schema = Schema {
-    min: 4,
-    max: 18,
-    flex: 12,
-    body: &[
-        F(I32, 0, 14),
-        F(I32, 0, M),
-        F(I32, 0, M),
-        F(I32, 3, M),
-        F(I8, 4, M),
-        F(I32, 7, M),
-        F(I32, 7, M),
-        F(Arr(FETCH_TOPIC), 0, M),
-        F(Arr(FORGOTTEN), 7, M),
-        F(Str, 11, M),
-    ],
-};
-
-const LO_PART: &[F] = &[F(I32, 0, M), F(I32, 4, M), F(I64, 0, M)];
-const LO_TOPIC: &[F] = &[F(Str, 0, M), F(Arr(LO_PART), 0, M)];
-pub const LIST_OFFSETS: Schema = Schema {
-    min: 1,
-    max: 10,
-    flex: 6,
-    body: &[F(I32, 0, M), F(I8, 2, M), F(Arr(LO_TOPIC), 0, M), F(I32, 10, M)],
-};
-
-const MD_TOPIC: &[F] = &[F(Uuid, 10, M), F(Str, 0, M)];
-pub const METADATA: Schema = Schema {
-    min: 0,
-    max: 13,
-    flex: 9,
-    body: &[F(Arr(MD_TOPIC), 0, M), F(I8, 4, M), F(I8, 8, 10), F(I8, 8, M)],
-};
-
-const OC_PART: &[F] = &[F(I32, 0, M), F(I64, 0, M), F(I32, 6, M), F(Str, 0, M)];
-const OC_TOPIC: &[F] = &[F(Str, 0, M), F(Arr(OC_PART), 0, M)];
-pub const OFFSET_COMMIT: Schema = Schema {
-    min: 2,
-    max: 9,
-    flex: 8,
-    body: &[
-        F(Str, 0, M),
-        F(I32, 1, M),
-        F(Str, 1, M),
-        F(Str, 7, M),
-        F(I64, 2, 4),
-        F(Arr(OC_TOPIC), 0, M),
-    ],
-};
-
-const OF_TOPIC: &[F] = &[F(Str, 0, M), F(ArrI32, 0, M)];
-const OF_GROUP: &[F] = &[F(Str, 8, M), F(Str, 9, M), F(I32, 9, M), F(Arr(OF_TOPIC), 8, M)];
-pub const OFFSET_FETCH: Schema = Schema {
-    min: 1,
-    max: 9,
-    flex: 6,
-    body: &[
-        F(Str, 0, 7),
-        F(Arr(OF_TOPIC), 0, 7),
-        F(Arr(OF_GROUP), 8, M),
-        F(I8, 7, M),
-    ],
-};
-
-pub const FIND_COORDINATOR: Schema = Schema {
-    min: 0,
-    max: 6,
-    flex: 3,
-    body: &[F(Str, 0, 3), F(I8, 1, M), F(ArrStr, 4, M)],
-};
-
-pub const DESCRIBE_GROUPS: Schema = Schema {
-    min: 0,
-    max: 6,
-    flex: 5,
-    body: &[F(ArrStr, 0, M), F(I8, 3, M)],
-};
-
-pub const DELETE_GROUPS: Schema = Schema {
-    min: 0,
-    max: 2,
-    flex: 2,
-    body: &[F(ArrStr, 0, M)],
-};
-
-const CT_ASSIGN: &[F] = &[F(I32, 0, M), F(ArrI32, 0, M)];
-const CT_CONFIG: &[F] = &[F(Str, 0, M), F(Str, 0, M)];
-const CT_TOPIC: &[F] = &[
-    F(Str, 0, M),
-    F(I32, 0, M),
-    F(I16, 0, M),
-    F(Arr(CT_ASSIGN), 0, M),
-    F(Arr(CT_CONFIG), 0, M),
-];
-pub const CREATE_TOPICS: Schema = Schema {
-    min: 2,
-    max: 7,
-    flex: 5,
-    body: &[F(Arr(CT_TOPIC), 0, M), F(I32, 0, M), F(I8, 1, M)],
-};
-
-const DT_STATE: &[F] = &[F(Str, 6, M), F(Uuid, 6, M)];
-pub const DELETE_TOPICS: Schema = Schema {
-    min: 1,
-    max: 6,
-    flex: 4,
-    body: &[F(Arr(DT_STATE), 6, M), F(ArrStr, 0, 5), F(I32, 0, M)],
-};
-
-const OFLE_PART: &[F] = &[F(I32, 0, M), F(I32, 2, M), F(I32, 0, M)];
-const OFLE_TOPIC: &[F] = &[F(Str, 0, M), F(Arr(OFLE_PART), 0, M)];
-pub const OFFSET_FOR_LEADER_EPOCH: Schema = Schema {
-    min: 2,
-    max: 4,
-    flex: 4,
-    body: &[F(I32, 3, M), F(Arr(OFLE_TOPIC), 0, M)],
-};
-
-const APT_TOPIC: &[F] = &[F(Str, 0, M), F(ArrI32, 0, M)];
-const APT_TXN: &[F] = &[
-    F(Str, 4, M),
-    F(I64, 4, M),
-    F(I16, 4, M),
-    F(I8, 4, M),
-    F(Arr(APT_TOPIC), 4, M),
-];
-pub const ADD_PARTITIONS_TO_TXN: Schema = Schema {
-    min: 0,
-    max: 5,
-    flex: 3,
-    body: &[
-        F(Arr(APT_TXN), 4, M),
-        F(Str, 0, 3),
-        F(I64, 0, 3),
-        F(I16, 0, 3),
-        F(Arr(APT_TOPIC), 0, 3),
-    ],
-};
-
-const TOC_PART: &[F] = &[F(I32, 0, M), F(I64, 0, M), F(I32, 2, M), F(Str, 0, M)];
-const TOC_TOPIC: &[F] = &[F(Str, 0, M), F(Arr(TOC_PART), 0, M)];
-pub const TXN_OFFSET_COMMIT: Schema = Schema {
-    min: 0,
-    max: 5,
-    flex: 3,
-    body: &[
-        F(Str, 0, M),
-        F(Str, 0, M),
-        F(I64, 0, M),
-        F(I16, 0, M),
-        F(I32, 3, M),
-        F(Str, 3, M),
-        F(Str, 3, M),
-        F(Arr(TOC_TOPIC), 0, M),
-    ],
-};
-
-const DR_PART: &[F] = &[F(I32, 0, M), F(I64, 0, M)];
-const DR_TOPIC: &[F] = &[F(Str, 0, M), F(Arr(DR_PART), 0, M)];
-pub const DELETE_RECORDS: Schema = Schema {
-    min: 0,
-    max: 2,
-    flex: 2,
-    body: &[F(Arr(DR_TOPIC), 0, M), F(I32, 0, M)],
-};
-
-const CP_ASSIGN: &[F] = &[F(ArrI32, 0, M)];
-const CP_TOPIC: &[F] = &[F(Str, 0, M), F(I32, 0, M), F(Arr(CP_ASSIGN), 0, M)];
-pub const CREATE_PARTITIONS: Schema = Schema {
-    min: 0,
-    max: 3,
-    flex: 2,
-    body: &[F(Arr(CP_TOPIC), 0, M), F(I32, 0, M), F(I8, 0, M)],
-};
-
-const DC_RES: &[F] = &[F(I8, 0, M), F(Str, 0, M), F(ArrStr, 0, M)];
-pub const DESCRIBE_CONFIGS: Schema = Schema {
-    min: 1,
-    max: 4,
-    flex: 4,
-    body: &[F(Arr(DC_RES), 0, M), F(I8, 1, M), F(I8, 3, M)],
-};
-
-const AC_CONF: &[F] = &[F(Str, 0, M), F(Str, 0, M)];
-const AC_RES: &[F] = &[F(I8, 0, M), F(Str, 0, M), F(Arr(AC_CONF), 0, M)];
-pub const ALTER_CONFIGS: Schema = Schema {
-    min: 0,
-    max: 2,
-    flex: 2,
-    body: &[F(Arr(AC_RES), 0, M), F(I8, 0, M)],
-};
-
-const IAC_CONF: &[F] = &[F(Str, 0, M), F(I8, 0, M), F(Str, 0, M)];
-const IAC_RES: &[F] = &[F(I8, 0, M), F(Str, 0, M), F(Arr(IAC_CONF), 0, M)];
-pub const INCREMENTAL_ALTER_CONFIGS: Schema = Schema {
-    min: 0,
-    max: 1,
-    flex: 1,
-    body: &[F(Arr(IAC_RES), 0, M), F(I8, 0, M)],
-};
+#[path = "schemas.rs"]
+mod schemas;
+pub use schemas::*;
 
 #[cfg(test)]
 #[path = "bounds_tests.rs"]

@@ -227,3 +227,62 @@ fn records_partitions_and_configs() {
         ]),
     );
 }
+
+#[test]
+fn metadata_response_every_version() {
+    use kafka_protocol::messages::metadata_response::*;
+    let r = MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default().with_host(s("b-1"))])
+        .with_topics(vec![MetadataResponseTopic::default()
+            .with_name(Some(TopicName(s("t"))))
+            .with_partitions(vec![MetadataResponsePartition::default()
+                .with_replica_nodes(vec![BrokerId(1), BrokerId(2)])
+                .with_isr_nodes(vec![BrokerId(1)])])]);
+    for v in 0..=13 {
+        let b = enc(&r, v);
+        check_with(&METADATA_RESPONSE, v, &b, MAX_RESPONSE_ELEMENTS).unwrap_or_else(|e| panic!("v{v}: {e}"));
+        assert!(check_with(&METADATA_RESPONSE, v, &b[..b.len() - 1], MAX_RESPONSE_ELEMENTS).is_err());
+    }
+    // A broker claiming 2^31 topics in a few bytes is refused before decoding.
+    let mut lie = 0i32.to_be_bytes().to_vec(); // throttle (v3+)
+    lie.extend_from_slice(&0i32.to_be_bytes()); // no brokers
+    lie.extend_from_slice(&[0xff, 0xff]); // null cluster id
+    lie.extend_from_slice(&1i32.to_be_bytes()); // controller
+    lie.extend_from_slice(&i32::MAX.to_be_bytes()); // topics
+    assert!(check_with(&METADATA_RESPONSE, 4, &lie, MAX_RESPONSE_ELEMENTS).is_err());
+}
+
+#[test]
+fn fetch_known_tags_must_fill_their_size() {
+    use kafka_protocol::messages::fetch_request::*;
+    let f = FetchRequest::default()
+        .with_cluster_id(Some(s("c-1")))
+        .with_replica_state(ReplicaState::default().with_replica_id(BrokerId(3)))
+        .with_topics(vec![FetchTopic::default().with_partitions(vec![
+            FetchPartition::default()
+                .with_replica_directory_id(uuid::Uuid::from_u128(9))
+                .with_high_watermark(5),
+        ])]);
+    check(&FETCH, 18, &enc(&f, 18)).unwrap();
+    // The cluster id tag (0) at the end: declared one byte short.
+    let mut b = enc(&FetchRequest::default().with_cluster_id(Some(s("c-1"))), 12);
+    // ... 01 (one tag) 00 (tag 0) 04 (size) 04 'c' '-' '1'
+    let at = b.len() - 6;
+    assert_eq!(&b[at..at + 2], &[0, 4]);
+    b[at + 1] = 3;
+    b.pop();
+    assert!(check(&FETCH, 12, &b).is_err());
+}
+
+#[test]
+fn list_groups_response_every_version() {
+    use kafka_protocol::messages::list_groups_response::ListedGroup;
+    let r = ListGroupsResponse::default()
+        .with_groups(vec![ListedGroup::default().with_group_id(GroupId(s("g")))]);
+    for v in 0..=5 {
+        let b = enc(&r, v);
+        check_with(&LIST_GROUPS_RESPONSE, v, &b, MAX_RESPONSE_ELEMENTS)
+            .unwrap_or_else(|e| panic!("v{v}: {e}"));
+        assert!(check_with(&LIST_GROUPS_RESPONSE, v, &b[..b.len() - 1], MAX_RESPONSE_ELEMENTS).is_err());
+    }
+}

@@ -83,6 +83,60 @@ pub fn rebuild<M: Encodable>(frame: &[u8], key: ApiKey, version: i16, body: &M) 
     Ok(out)
 }
 
+/// Bytes before a response's entry array: the fields that precede it
+/// (throttle time; for Fetch v7+ also its error code and session id).
+fn lead(key: ApiKey, version: i16) -> usize {
+    match key {
+        ApiKey::Produce => 0,
+        ApiKey::Fetch if version >= 7 => 10,
+        ApiKey::ListOffsets | ApiKey::OffsetForLeaderEpoch | ApiKey::CreateTopics if version < 2 => 0,
+        ApiKey::DeleteTopics | ApiKey::DescribeGroups if version < 1 => 0,
+        ApiKey::OffsetCommit if version < 3 => 0,
+        _ => 4,
+    }
+}
+
+/// The broker's response with `items` put in front of its entry array:
+/// the fixed fields before the array are copied, its count raised, the
+/// items encoded, and the rest copied as it came. Only the count is read.
+pub fn prepend<E: Encodable>(
+    resp: &[u8],
+    key: ApiKey,
+    version: i16,
+    items: &[E],
+) -> Result<BytesMut, String> {
+    use crate::protocol::wire::{put_uvarint, Reader};
+    let flex = key.response_header_version(version) >= 1;
+    let off = crate::protocol::header::response_body_offset(resp, key as i16, version)
+        .map_err(|e| e.to_string())?;
+    let at = off + lead(key, version);
+    let mut r = Reader::at(resp, at);
+    let n = if flex {
+        i64::from(r.uvarint().map_err(|e| e.to_string())?) - 1
+    } else {
+        i64::from(r.i32().map_err(|e| e.to_string())?)
+    };
+    let n = u32::try_from(n.max(0)).map_err(|_| "entry count out of range".to_string())?;
+    let total = n
+        .checked_add(u32::try_from(items.len()).map_err(|_| "too many entries".to_string())?)
+        .filter(|t| *t < i32::MAX as u32)
+        .ok_or("entry count out of range")?;
+    let mut out = BytesMut::with_capacity(resp.len() + 64 * items.len());
+    out.put_slice(&resp[..at]);
+    if flex {
+        put_uvarint(&mut out, total + 1);
+    } else {
+        out.put_i32(total as i32);
+    }
+    for e in items {
+        e.encode(&mut out, version).map_err(|e| e.to_string())?;
+    }
+    out.put_slice(&resp[r.pos()..]);
+    let len = i32::try_from(out.len() - 4).map_err(|_| "frame too large".to_string())?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out)
+}
+
 /// Moves the elements `deny` picks out of `v`, keeping order in both.
 pub fn take_denied<T>(v: &mut Vec<T>, mut deny: impl FnMut(&T) -> bool) -> Vec<T> {
     let mut kept = Vec::with_capacity(v.len());

@@ -5,7 +5,7 @@ use super::frame::{self, Head};
 use super::ids::TopicIds;
 use crate::config::policy::{grants, Rules};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::protocol::Encodable;
 use uuid::Uuid;
 
 pub const TOPIC_DENIED: i16 = 29;
@@ -104,18 +104,21 @@ impl<'a> Gate<'a> {
 }
 
 /// Pass when nothing was denied; the answer when everything was; else the
-/// reduced request and a merge of `denied` into the broker's response.
-pub fn finish<Q, R>(
+/// reduced request, and a merge that puts `take(denied)` in front of the
+/// broker's own entries (see [`frame::prepend`]): the broker's bytes are
+/// never decoded.
+pub fn finish<Q, R, E>(
     h: &Head,
     any_denied: bool,
     all_denied: bool,
     req: &Q,
     denied: R,
-    merge: fn(&mut R, R),
+    take: fn(R) -> Vec<E>,
 ) -> Result<Outcome, String>
 where
     Q: Encodable,
-    R: Encodable + Decodable + Send + 'static,
+    R: Encodable,
+    E: Encodable + Send + 'static,
 {
     if !any_denied {
         return Ok(Outcome::Pass);
@@ -124,11 +127,7 @@ where
         return Ok(Outcome::Answer(frame::response(h, &denied)?));
     }
     let (key, version) = (h.key, h.version);
-    let m: Merge = Box::new(move |resp: &[u8]| {
-        let mut body = frame::response_body(resp, key, version)?;
-        let mut r: R = frame::decode(&mut body, version)?;
-        merge(&mut r, denied);
-        frame::rebuild(resp, key, version, &r)
-    });
+    let items = take(denied);
+    let m: Merge = Box::new(move |resp: &[u8]| frame::prepend(resp, key, version, &items));
     Ok(Outcome::Replace(frame::request(h, req)?, m))
 }

@@ -89,9 +89,7 @@ pub fn describe_groups(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.groups.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.groups.extend(d.groups)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.groups)
 }
 
 pub fn delete_groups(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -109,9 +107,7 @@ pub fn delete_groups(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.groups_names.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.results.extend(d.results)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.results)
 }
 
 pub fn find_coordinator(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -150,9 +146,7 @@ pub fn find_coordinator(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.coordinator_keys.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.coordinators.extend(d.coordinators)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.coordinators)
 }
 
 pub fn offset_commit(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -181,9 +175,7 @@ pub fn offset_commit(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.topics.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.topics.extend(d.topics)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.topics)
 }
 
 pub fn offset_fetch(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -211,7 +203,5 @@ pub fn offset_fetch(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.groups.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.groups.extend(d.groups)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.groups)
 }

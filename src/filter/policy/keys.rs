@@ -9,6 +9,7 @@
 //! - One resource, top-level error: JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, ConsumerGroupHeartbeat, InitProducerId, AddOffsetsToTxn,
 //!   EndTxn.
+//! - ListGroups passes; its response keeps the describable groups only.
 //! - Denied as a whole with a top-level error (31; 30 for group APIs): the
 //!   keys in [`TOP_LEVEL`]. This is also what a key that carries a
 //!   restricted resource kgate does not check per entry gets.
@@ -22,6 +23,9 @@ use crate::config::policy::Rules;
 use crate::protocol::header::RequestHeader;
 use kafka_protocol::messages::*;
 use std::sync::OnceLock;
+
+/// Passed to the broker; its response lists only describable groups.
+pub const LIST_GROUPS: i16 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resource {
@@ -70,7 +74,7 @@ pub fn resources(k: i16) -> &'static [Resource] {
         22 | 26 => &[Txn],
         // Not checked per entry.
         34 | 35 | 43 | 45 | 46 | 75 => &[Topic],
-        16 | 69 => &[Group],
+        16 | 69 => &[Group], // ListGroups: filtered in its response
         47 => &[Topic, Group],
         61 => &[Topic, Txn],
         65 | 66 => &[Txn],

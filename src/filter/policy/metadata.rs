@@ -81,6 +81,13 @@ pub fn response(
 ) -> Result<Option<BytesMut>, String> {
     let key = ApiKey::Metadata;
     let mut body = frame::response_body(frame, key, version)?;
+    bounds::check_with(
+        &bounds::METADATA_RESPONSE,
+        version,
+        &body,
+        bounds::MAX_RESPONSE_ELEMENTS,
+    )
+    .map_err(|e| e.to_string())?;
     let mut r: MetadataResponse = decode(&mut body, version)?;
     for t in &r.topics {
         if let Some(n) = &t.name {

@@ -20,6 +20,7 @@ pub mod gate;
 pub mod groups;
 pub mod ids;
 pub mod keys;
+pub mod list_groups;
 pub mod metadata;
 pub mod topics;
 pub mod txn;
@@ -45,6 +46,7 @@ pub struct Policy {
     /// Per key (0..128): the request need the configured rules imply.
     needs: Vec<Need>,
     topics_restricted: bool,
+    groups_restricted: bool,
 }
 
 impl Policy {
@@ -75,6 +77,7 @@ impl Policy {
             ids,
             needs,
             topics_restricted: topics,
+            groups_restricted: groups,
         }
     }
 
@@ -89,7 +92,8 @@ impl Policy {
         let api_ok = rules.api_allowed(h.api_key);
         let mut g = Gate::new(rules, api_ok, &self.ids);
         let restricted = keys::restricted(h.api_key, rules);
-        let out = if !restricted && api_ok {
+        let out = if (!restricted || h.api_key == keys::LIST_GROUPS) && api_ok {
+            // ListGroups is filtered on its way back.
             Outcome::Pass
         } else if keys::handling(h.api_key) == Handling::Entries {
             if h.api_key == 3 {
@@ -173,10 +177,10 @@ impl Filter for Policy {
     }
 
     fn response_need(&self, api_key: i16, _version: i16) -> ResponseNeed {
-        if api_key == 3 && self.topics_restricted {
-            ResponseNeed::Whole
-        } else {
-            ResponseNeed::Skip
+        match api_key {
+            3 if self.topics_restricted => ResponseNeed::Whole,
+            keys::LIST_GROUPS if self.groups_restricted => ResponseNeed::Whole,
+            _ => ResponseNeed::Skip,
         }
     }
 
@@ -207,6 +211,11 @@ impl Filter for Policy {
             Some(Stashed::Merge(m)) => m(frame).map(Some).map_err(bad),
             Some(Stashed::Metadata(d)) => self.metadata_response(conn, h, frame, d).map_err(bad),
             None if h.api_key == 3 => self.metadata_response(conn, h, frame, Vec::new()).map_err(bad),
+            None if h.api_key == keys::LIST_GROUPS => {
+                let principal = conn.principal();
+                let rules = self.cfg.rules_for(principal.as_deref());
+                list_groups::response(rules, frame, h.api_version).map_err(bad)
+            }
             None => Ok(None),
         }
     }

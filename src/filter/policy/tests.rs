@@ -160,6 +160,11 @@ fn produce_all_denied_is_answered_per_partition() {
             assert_eq!(t.partition_responses[0].base_offset, -1);
         }
     }
+    let m = crate::metrics::get();
+    assert!(
+        m.policy_denials.get(&("Produce", "topic")) >= 4,
+        "counted by API and resource type"
+    );
     // acks=0 has no response to carry the error: closed, as Kafka does.
     let f = produce(&["payments"]).with_acks(0);
     assert!(p
@@ -209,8 +214,9 @@ fn produce_mixed_is_split_and_merged() {
         .iter()
         .map(|t| (&*t.name.0, t.partition_responses[0].error_code))
         .collect();
-    assert_eq!(by, [("orders.eu", 0), ("payments", 29)]);
-    assert_eq!(r.responses[0].partition_responses[0].base_offset, 5);
+    // Denied entries go in front; the broker's own follow untouched.
+    assert_eq!(by, [("payments", 29), ("orders.eu", 0)]);
+    assert_eq!(r.responses[1].partition_responses[0].base_offset, 5);
     assert!(alice.stash.lock().unwrap().is_empty(), "the stash is taken back");
 }
 
@@ -299,10 +305,11 @@ fn fetch_by_name_and_by_id() {
         let codes: Vec<(uuid::Uuid, i16)> = r
             .responses
             .iter()
-            .skip(1)
+            .take(2)
             .map(|t| (t.topic_id, t.partitions[0].error_code))
             .collect();
         assert_eq!(codes, [(payments, 29), (unknown, 100)], "v{v}");
+        assert_eq!(r.responses[2].topic_id, orders);
     }
 }
 

@@ -78,9 +78,7 @@ pub fn produce(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.topic_data.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.responses.extend(d.responses)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.responses)
 }
 
 pub fn fetch(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -124,9 +122,7 @@ pub fn fetch(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
                 .collect(),
         );
     let all = req.topics.is_empty() && req.forgotten_topics_data.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.responses.extend(d.responses)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.responses)
 }
 
 pub fn list_offsets(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -155,9 +151,7 @@ pub fn list_offsets(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.topics.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.topics.extend(d.topics)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.topics)
 }
 
 pub fn offset_for_leader_epoch(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -186,9 +180,7 @@ pub fn offset_for_leader_epoch(g: &mut Gate, frame: &[u8]) -> Result<Outcome, St
             .collect(),
     );
     let all = req.topics.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.topics.extend(d.topics)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.topics)
 }
 
 pub fn create_topics(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -209,9 +201,7 @@ pub fn create_topics(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
             .collect(),
     );
     let all = req.topics.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.topics.extend(d.topics)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.topics)
 }
 
 pub fn delete_topics(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -237,5 +227,5 @@ pub fn delete_topics(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
     let resp = DeleteTopicsResponse::default()
         .with_responses(out.into_iter().map(|r| r.with_error_code(TOPIC_DENIED)).collect());
     let all = req.topic_names.is_empty() && req.topics.is_empty();
-    finish(&h, any, all, &req, resp, |r, d| r.responses.extend(d.responses))
+    finish(&h, any, all, &req, resp, |d| d.responses)
 }

@@ -176,7 +176,5 @@ pub fn txn_offset_commit(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> 
             .collect(),
     );
     let all = req.topics.is_empty();
-    finish(&h, !denied.is_empty(), all, &req, resp, |r, d| {
-        r.topics.extend(d.topics)
-    })
+    finish(&h, !denied.is_empty(), all, &req, resp, |d| d.topics)
 }
