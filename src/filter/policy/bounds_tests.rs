@@ -187,6 +187,26 @@ fn metadata_all_topics_every_version() {
 }
 
 #[test]
+fn acl_creations_and_filters() {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    agrees(
+        &CREATE_ACLS,
+        &CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+            .with_resource_name(s("orders"))
+            .with_principal(s("User:bob"))
+            .with_host(s("*"))]),
+    );
+    agrees(
+        &DELETE_ACLS,
+        &DeleteAclsRequest::default().with_filters(vec![
+            DeleteAclsFilter::default().with_resource_name_filter(Some(s("orders"))),
+            DeleteAclsFilter::default(),
+        ]),
+    );
+}
+
+#[test]
 fn records_partitions_and_configs() {
     use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
     use kafka_protocol::messages::create_partitions_request::{

@@ -5,7 +5,8 @@
 //!   DeleteGroups, CreateTopics, DeleteTopics, OffsetForLeaderEpoch,
 //!   TxnOffsetCommit, DeleteRecords, CreatePartitions, DescribeConfigs,
 //!   AlterConfigs, IncrementalAlterConfigs; all or nothing as Kafka does:
-//!   AddPartitionsToTxn.
+//!   AddPartitionsToTxn; decided whole by the API gate but answered per
+//!   entry: CreateAcls, DeleteAcls.
 //! - One resource, top-level error: JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, ConsumerGroupHeartbeat, InitProducerId, AddOffsetsToTxn,
 //!   EndTxn.
@@ -18,7 +19,7 @@
 
 use super::frame::response_to;
 use super::gate::{Gate, Outcome, CLUSTER_DENIED, GROUP_DENIED};
-use super::{admin, groups, topics, txn};
+use super::{acls, admin, groups, topics, txn};
 use crate::config::policy::Rules;
 use crate::protocol::header::RequestHeader;
 use kafka_protocol::messages::*;
@@ -43,7 +44,8 @@ pub enum Handling {
 }
 
 const ENTRIES: &[i16] = &[
-    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 28, 32, 33, 37, 42, 44, 68,
+    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 37, 42, 44,
+    68,
 ];
 
 /// Keys whose response has a top-level error code kgate can set.
@@ -113,6 +115,8 @@ pub fn entries(g: &mut Gate, h: &RequestHeader, frame: &[u8]) -> Result<Outcome,
         23 => topics::offset_for_leader_epoch(g, frame),
         24 => txn::add_partitions(g, frame),
         28 => txn::txn_offset_commit(g, frame),
+        30 => acls::create_acls(g, frame),
+        31 => acls::delete_acls(g, frame),
         42 => groups::delete_groups(g, frame),
         k => Err(format!("no per-entry check for api key {k}")),
     }

@@ -13,6 +13,7 @@
 //! merged back into the broker's response. See [`keys`] for what each API
 //! key gets.
 
+pub mod acls;
 pub mod admin;
 pub mod bounds;
 pub mod frame;

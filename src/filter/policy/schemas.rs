@@ -276,3 +276,27 @@ pub const LIST_GROUPS_RESPONSE: Schema = Schema {
     flex: 3,
     body: &[F(I32, 1, M), F(I16, 0, M), F(Arr(LG_GROUP), 0, M)],
 };
+
+/// An ACL creation and an ACL filter have the same layout: resource type,
+/// name, pattern type (v1+), principal, host, operation, permission.
+const ACL_ENTRY: &[F] = &[
+    F(I8, 0, M),
+    F(Str, 0, M),
+    F(I8, 1, M),
+    F(Str, 0, M),
+    F(Str, 0, M),
+    F(I8, 0, M),
+    F(I8, 0, M),
+];
+pub const CREATE_ACLS: Schema = Schema {
+    min: 1,
+    max: 3,
+    flex: 2,
+    body: &[F(Arr(ACL_ENTRY), 0, M)],
+};
+pub const DELETE_ACLS: Schema = Schema {
+    min: 1,
+    max: 3,
+    flex: 2,
+    body: &[F(Arr(ACL_ENTRY), 0, M)],
+};

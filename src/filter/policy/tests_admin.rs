@@ -88,14 +88,70 @@ fn admin_topics_and_whole_keys() {
     let (corr, r): (i32, DescribeAclsResponse) = read(ApiKey::DescribeAcls, 3, &b);
     assert_eq!((corr, r.error_code), (9, 31));
     // No error field for the whole request: closed, the last resort.
-    let h = hdr(ApiKey::CreateAcls, 3, 10);
+    let h = hdr(ApiKey::AlterReplicaLogDirs, 2, 10);
     assert!(p
         .on_request(
             &c,
             &h,
-            &req(ApiKey::CreateAcls, 3, 10, &CreateAclsRequest::default())
+            &req(
+                ApiKey::AlterReplicaLogDirs,
+                2,
+                10,
+                &AlterReplicaLogDirsRequest::default()
+            )
         )
         .is_err());
+}
+
+#[test]
+fn acl_changes_are_answered_per_entry_when_denied() {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+    let p = policy(RULES);
+    let c = alice();
+    let creations = vec![
+        AclCreation::default()
+            .with_resource_name(s("orders.eu"))
+            .with_principal(s("User:bob")),
+        AclCreation::default()
+            .with_resource_name(s("payments"))
+            .with_host(s("*")),
+    ];
+    let filters = vec![
+        DeleteAclsFilter::default().with_resource_name_filter(Some(s("orders.eu"))),
+        DeleteAclsFilter::default(),
+        DeleteAclsFilter::default().with_principal_filter(Some(s("User:alice"))),
+    ];
+    for v in 1..=3 {
+        let ca = CreateAclsRequest::default().with_creations(creations.clone());
+        let b = answer(run(&p, &c, ApiKey::CreateAcls, v, 20 + v as i32, &ca));
+        let (corr, r): (i32, CreateAclsResponse) = read(ApiKey::CreateAcls, v, &b);
+        assert_eq!(corr, 20 + v as i32);
+        assert_eq!(
+            r.results.iter().map(|x| x.error_code).collect::<Vec<_>>(),
+            vec![31, 31],
+            "v{v}"
+        );
+        let da = DeleteAclsRequest::default().with_filters(filters.clone());
+        let b = answer(run(&p, &c, ApiKey::DeleteAcls, v, 30 + v as i32, &da));
+        let (corr, r): (i32, DeleteAclsResponse) = read(ApiKey::DeleteAcls, v, &b);
+        assert_eq!(corr, 30 + v as i32);
+        assert_eq!(
+            r.filter_results.iter().map(|x| x.error_code).collect::<Vec<_>>(),
+            vec![31; 3],
+            "v{v}"
+        );
+        assert!(r.filter_results.iter().all(|x| x.matching_acls.is_empty()));
+    }
+    // The admin principal's ACL changes go to the broker.
+    let admin = TestConn::as_principal("admin");
+    let ca = CreateAclsRequest::default().with_creations(creations);
+    assert!(matches!(
+        run(&p, &admin, ApiKey::CreateAcls, 3, 40, &ca),
+        RequestVerdict::Pass
+    ));
+    assert_eq!(p.request_need(30, 3), Need::Whole);
+    assert_eq!(p.request_need(31, 3), Need::Whole);
 }
 
 #[test]
