@@ -62,6 +62,8 @@ pub struct Shared {
     /// The SNI port's router, when there is one (the probe keeps its
     /// names pointing at the current cluster).
     pub sni: std::sync::OnceLock<Arc<listener::sni::SniRouter>>,
+    /// The policy's topic id → name map, when a policy is configured.
+    pub topic_ids: Option<Arc<filter::policy::ids::TopicIds>>,
     /// kgate's SASL server for clients (`[client_auth]`).
     pub client_auth: Option<Arc<downstream::sasl::Server>>,
     /// The last broker ApiVersions list seen (after kgate's caps).
@@ -286,6 +288,9 @@ async fn identities(
 async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListener>) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(admin::probe::run(s.clone()));
+    if let Some(ids) = s.topic_ids.clone() {
+        tasks.spawn(admin::topic_ids::run(s.clone(), ids));
+    }
     // Always: a cut-over can bring upstream TLS later.
     {
         let r = s.clone();
@@ -347,10 +352,14 @@ pub async fn start(config: Config) -> Result<Running, String> {
         None => None,
     };
     let versions = Arc::new(protocol::sasl_server::VersionsCache::default());
+    let topic_ids = config
+        .policy
+        .as_ref()
+        .map(|_| Arc::new(filter::policy::ids::TopicIds::default()));
     let chain = filter::standard_chain(
         registry.clone(),
         connector.clusters.generation.clone(),
-        config.policy.clone(),
+        config.policy.clone().zip(topic_ids.clone()),
         filter::ClientSide {
             auth: client_auth.clone(),
             versions: versions.clone(),
@@ -371,6 +380,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         live: live::LiveCell::new(&config),
         refresh: tokio::sync::Mutex::new(()),
         sni: std::sync::OnceLock::new(),
+        topic_ids,
         client_auth,
         versions,
     });

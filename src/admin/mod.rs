@@ -18,6 +18,7 @@ pub mod health;
 pub mod probe;
 mod prometheus;
 mod storm_metrics;
+pub mod topic_ids;
 
 use crate::Shared;
 use bytes::Bytes;

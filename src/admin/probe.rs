@@ -54,7 +54,13 @@ fn api_versions_request() -> BytesMut {
 
 const API_VERSIONS_VERSION: i16 = 2;
 
-async fn round_trip<S>(s: &mut S, request: &[u8], what: &str) -> Result<Vec<u8>, String>
+/// Sends one request and reads its response, bounded by `max` bytes.
+pub(crate) async fn round_trip_max<S>(
+    s: &mut S,
+    request: &[u8],
+    what: &str,
+    max: usize,
+) -> Result<Vec<u8>, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -62,13 +68,20 @@ where
     s.flush().await.map_err(|e| e.to_string())?;
     let mut len = [0u8; LEN_PREFIX];
     s.read_exact(&mut len).await.map_err(|e| e.to_string())?;
-    let total = frame_len(len, 4, PROBE_MAX_FRAME).map_err(|e| format!("probe {what} response: {e}"))?;
+    let total = frame_len(len, 4, max).map_err(|e| format!("probe {what} response: {e}"))?;
     let mut frame = vec![0u8; total];
     frame[..LEN_PREFIX].copy_from_slice(&len);
     s.read_exact(&mut frame[LEN_PREFIX..])
         .await
         .map_err(|e| e.to_string())?;
     Ok(frame)
+}
+
+async fn round_trip<S>(s: &mut S, request: &[u8], what: &str) -> Result<Vec<u8>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    round_trip_max(s, request, what, PROBE_MAX_FRAME).await
 }
 
 /// Keeps the broker's ApiVersions (after kgate's allow-list and caps), so

@@ -44,7 +44,10 @@ pub use chain::{Chain, Plan};
 pub fn standard_chain(
     mapper: Arc<dyn crate::rewrite::BrokerMapper>,
     generation: Arc<std::sync::atomic::AtomicU64>,
-    policy: Option<Arc<crate::config::policy::PolicyConfig>>,
+    policy: Option<(
+        Arc<crate::config::policy::PolicyConfig>,
+        Arc<policy::ids::TopicIds>,
+    )>,
     clients: ClientSide,
 ) -> Chain {
     let sasl: Arc<dyn Filter> = match &clients.auth {
@@ -54,8 +57,8 @@ pub fn standard_chain(
         None => Arc::new(sasl_refusal::SaslRefusal),
     };
     let mut filters: Vec<Arc<dyn Filter>> = vec![sasl, Arc::new(allow_list::AllowList)];
-    if let Some(p) = policy {
-        filters.push(Arc::new(policy::Policy::new(p, Default::default())));
+    if let Some((p, ids)) = policy {
+        filters.push(Arc::new(policy::Policy::new(p, ids)));
     }
     filters.extend([
         Arc::new(acks::Acks) as Arc<dyn Filter>,

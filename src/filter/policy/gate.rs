@@ -66,8 +66,9 @@ impl<'a> Gate<'a> {
     }
 
     /// A topic named by id: `Err(code)` when denied — 29, or 100 when the
-    /// id is not known yet (the client refreshes Metadata, which teaches
-    /// kgate the name, and retries).
+    /// id is not known yet: kgate then fetches the cluster's Metadata
+    /// itself (and the client's own Metadata refresh teaches it too), and
+    /// the client's retry finds the name.
     pub fn topic_id(&mut self, id: Uuid, op: u8) -> Result<(), i16> {
         if self.api_ok && self.rules.topics.is_none() {
             return Ok(());
@@ -76,6 +77,7 @@ impl<'a> Gate<'a> {
             Some(n) if self.topic(&n, op) => Ok(()),
             Some(_) => Err(TOPIC_DENIED),
             None => {
+                self.ids.want();
                 self.note(false, "topic id", &id.to_string());
                 Err(if self.api_ok {
                     UNKNOWN_TOPIC_ID

@@ -14,9 +14,22 @@ pub const MAX_IDS: usize = 100_000;
 #[derive(Default)]
 pub struct TopicIds {
     map: RwLock<HashMap<Uuid, StrBytes>>,
+    /// Woken when a client names an id kgate does not know: kgate then
+    /// asks the cluster for its topics itself (`admin::topic_ids`).
+    wanted: tokio::sync::Notify,
 }
 
 impl TopicIds {
+    /// Asks for the cluster's topic ids to be fetched (coalesced).
+    pub fn want(&self) {
+        self.wanted.notify_one();
+    }
+
+    /// Resolves when an unknown id was met since the last call.
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
     pub fn learn(&self, id: Uuid, name: &StrBytes) {
         if id.is_nil() {
             return;

@@ -70,6 +70,26 @@ pub fn request(g: &mut Gate, frame: &[u8]) -> Result<Request, String> {
     Ok(Request::Replace(frame::request(&h, &req)?, denied))
 }
 
+/// Learns the topic ids of a whole Metadata response (v10+ carry them);
+/// returns how many topics it named.
+pub fn learn(ids: &TopicIds, frame: &[u8], version: i16) -> Result<usize, String> {
+    let mut body = frame::response_body(frame, ApiKey::Metadata, version)?;
+    bounds::check_with(
+        &bounds::METADATA_RESPONSE,
+        version,
+        &body,
+        bounds::MAX_RESPONSE_ELEMENTS,
+    )
+    .map_err(|e| e.to_string())?;
+    let r: MetadataResponse = decode(&mut body, version)?;
+    for t in &r.topics {
+        if let Some(n) = &t.name {
+            ids.learn(t.topic_id, n);
+        }
+    }
+    Ok(r.topics.len())
+}
+
 /// Learns ids, drops what `rules` may not describe, and appends `denied`.
 /// `None`: unchanged.
 pub fn response(
