@@ -12,8 +12,7 @@ use kgate::protocol::header::RequestHeader;
 use std::sync::{Arc, Mutex, OnceLock};
 
 const KEYS: &[i16] = &[
-    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 37, 42, 44,
-    68,
+    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 34, 37, 42, 44, 61, 65, 68, 69,
 ];
 
 struct Fc(Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>);

@@ -207,6 +207,32 @@ fn acl_creations_and_filters() {
 }
 
 #[test]
+fn describe_keys_answered_per_entry() {
+    use kafka_protocol::messages::alter_replica_log_dirs_request::{
+        AlterReplicaLogDir, AlterReplicaLogDirTopic,
+    };
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    agrees(
+        &DESCRIBE_PRODUCERS,
+        &DescribeProducersRequest::default()
+            .with_topics(vec![TopicRequest::default().with_partition_indexes(vec![0, 1])]),
+    );
+    agrees(
+        &CONSUMER_GROUP_DESCRIBE,
+        &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g"))]),
+    );
+    agrees(
+        &DESCRIBE_TRANSACTIONS,
+        &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s("t"))]),
+    );
+    agrees(
+        &ALTER_REPLICA_LOG_DIRS,
+        &AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+            .with_topics(vec![AlterReplicaLogDirTopic::default().with_partitions(vec![3])])]),
+    );
+}
+
+#[test]
 fn records_partitions_and_configs() {
     use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
     use kafka_protocol::messages::create_partitions_request::{

@@ -5,8 +5,9 @@
 //!   DeleteGroups, CreateTopics, DeleteTopics, OffsetForLeaderEpoch,
 //!   TxnOffsetCommit, DeleteRecords, CreatePartitions, DescribeConfigs,
 //!   AlterConfigs, IncrementalAlterConfigs; all or nothing as Kafka does:
-//!   AddPartitionsToTxn; decided whole by the API gate but answered per
-//!   entry: CreateAcls, DeleteAcls.
+//!   AddPartitionsToTxn; DescribeProducers, ConsumerGroupDescribe,
+//!   DescribeTransactions; decided whole by the API gate but answered per
+//!   entry: CreateAcls, DeleteAcls, AlterReplicaLogDirs.
 //! - One resource, top-level error: JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, ConsumerGroupHeartbeat, InitProducerId, AddOffsetsToTxn,
 //!   EndTxn.
@@ -19,7 +20,7 @@
 
 use super::frame::response_to;
 use super::gate::{Gate, Outcome, CLUSTER_DENIED, GROUP_DENIED};
-use super::{acls, admin, groups, topics, txn};
+use super::{acls, admin, describe, groups, topics, txn};
 use crate::config::policy::Rules;
 use crate::protocol::header::RequestHeader;
 use kafka_protocol::messages::*;
@@ -44,8 +45,8 @@ pub enum Handling {
 }
 
 const ENTRIES: &[i16] = &[
-    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 37, 42, 44,
-    68,
+    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 34, 37, 42,
+    44, 61, 65, 68, 69,
 ];
 
 /// Keys whose response has a top-level error code kgate can set.
@@ -117,6 +118,10 @@ pub fn entries(g: &mut Gate, h: &RequestHeader, frame: &[u8]) -> Result<Outcome,
         28 => txn::txn_offset_commit(g, frame),
         30 => acls::create_acls(g, frame),
         31 => acls::delete_acls(g, frame),
+        34 => describe::alter_replica_log_dirs(g, frame),
+        61 => describe::describe_producers(g, frame),
+        65 => describe::describe_transactions(g, frame),
+        69 => describe::consumer_group_describe(g, frame),
         42 => groups::delete_groups(g, frame),
         k => Err(format!("no per-entry check for api key {k}")),
     }

@@ -16,6 +16,7 @@
 pub mod acls;
 pub mod admin;
 pub mod bounds;
+pub mod describe;
 pub mod frame;
 pub mod gate;
 pub mod groups;

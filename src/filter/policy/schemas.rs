@@ -300,3 +300,31 @@ pub const DELETE_ACLS: Schema = Schema {
     flex: 2,
     body: &[F(Arr(ACL_ENTRY), 0, M)],
 };
+
+const DP_TOPIC: &[F] = &[F(Str, 0, M), F(ArrI32, 0, M)];
+pub const DESCRIBE_PRODUCERS: Schema = Schema {
+    min: 0,
+    max: 0,
+    flex: 0,
+    body: &[F(Arr(DP_TOPIC), 0, M)],
+};
+pub const CONSUMER_GROUP_DESCRIBE: Schema = Schema {
+    min: 0,
+    max: 1,
+    flex: 0,
+    body: &[F(ArrStr, 0, M), F(I8, 0, M)],
+};
+pub const DESCRIBE_TRANSACTIONS: Schema = Schema {
+    min: 0,
+    max: 0,
+    flex: 0,
+    body: &[F(ArrStr, 0, M)],
+};
+const ARLD_TOPIC: &[F] = &[F(Str, 0, M), F(ArrI32, 0, M)];
+const ARLD_DIR: &[F] = &[F(Str, 0, M), F(Arr(ARLD_TOPIC), 0, M)];
+pub const ALTER_REPLICA_LOG_DIRS: Schema = Schema {
+    min: 1,
+    max: 2,
+    flex: 2,
+    body: &[F(Arr(ARLD_DIR), 0, M)],
+};

@@ -88,16 +88,16 @@ fn admin_topics_and_whole_keys() {
     let (corr, r): (i32, DescribeAclsResponse) = read(ApiKey::DescribeAcls, 3, &b);
     assert_eq!((corr, r.error_code), (9, 31));
     // No error field for the whole request: closed, the last resort.
-    let h = hdr(ApiKey::AlterReplicaLogDirs, 2, 10);
+    let h = hdr(ApiKey::DescribeTopicPartitions, 0, 10);
     assert!(p
         .on_request(
             &c,
             &h,
             &req(
-                ApiKey::AlterReplicaLogDirs,
-                2,
+                ApiKey::DescribeTopicPartitions,
+                0,
                 10,
-                &AlterReplicaLogDirsRequest::default()
+                &DescribeTopicPartitionsRequest::default()
             )
         )
         .is_err());

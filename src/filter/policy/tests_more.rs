@@ -319,3 +319,6 @@ fn transactions() {
 
 #[path = "tests_admin.rs"]
 mod admin;
+
+#[path = "tests_describe.rs"]
+mod describe;
