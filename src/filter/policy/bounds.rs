@@ -34,6 +34,8 @@ pub enum T {
     ArrStr,
     /// One struct inline (a tagged field's value).
     Struct(&'static [F]),
+    /// A nullable struct: an i8 (-1: null), then the struct.
+    NullStruct(&'static [F]),
     /// The tagged fields kafka-protocol decodes by type in this struct
     /// (flexible versions). It reads their values from the buffer
     /// whatever size the tag declares, so each must have exactly its
@@ -130,6 +132,11 @@ fn one(r: &mut Reader<'_>, t: T, v: i16, flex: bool, budget: &mut usize) -> Wire
             }
         }
         T::Struct(inner) => walk(r, inner, v, flex, budget)?,
+        T::NullStruct(inner) => {
+            if r.i8()? >= 0 {
+                walk(r, inner, v, flex, budget)?;
+            }
+        }
         T::Tags(_) => {}
     }
     Ok(())

@@ -221,6 +221,20 @@ fn describe_keys_answered_per_entry() {
         &CONSUMER_GROUP_DESCRIBE,
         &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g"))]),
     );
+    use kafka_protocol::messages::describe_topic_partitions_request as dtp;
+    for cursor in [
+        None,
+        Some(dtp::Cursor::default().with_topic_name(TopicName(s("orders")))),
+    ] {
+        agrees(
+            &DESCRIBE_TOPIC_PARTITIONS,
+            &DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    dtp::TopicRequest::default().with_name(TopicName(s("orders")))
+                ])
+                .with_cursor(cursor),
+        );
+    }
     agrees(
         &DESCRIBE_TRANSACTIONS,
         &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s("t"))]),

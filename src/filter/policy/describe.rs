@@ -2,6 +2,7 @@
 //! entry so a denial is never a disconnect:
 //!
 //! - DescribeProducers (`read` on each topic, as Kafka checks it),
+//!   DescribeTopicPartitions (`describe` on each topic),
 //!   ConsumerGroupDescribe (`describe` on each group) and
 //!   DescribeTransactions (`describe` on each transactional id): denied
 //!   entries get 29, 30 or 53, the rest go to the broker (split and merged).
@@ -17,6 +18,7 @@ use kafka_protocol::messages::alter_replica_log_dirs_response::{
 };
 use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use kafka_protocol::messages::describe_producers_response::{PartitionResponse, TopicResponse};
+use kafka_protocol::messages::describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic;
 use kafka_protocol::messages::describe_transactions_response::TransactionState;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -42,6 +44,25 @@ pub fn describe_producers(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String>
                 TopicResponse::default()
                     .with_name(t.name.clone())
                     .with_partitions(parts.collect())
+            })
+            .collect(),
+    );
+    let all = req.topics.is_empty();
+    finish(&h, !denied.is_empty() || !g.api_ok, all, &req, resp, |d| d.topics)
+}
+
+pub fn describe_topic_partitions(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
+    let (h, mut b) = split(frame, &bounds::DESCRIBE_TOPIC_PARTITIONS)?;
+    let mut req: DescribeTopicPartitionsRequest = decode(&mut b, h.version)?;
+    let denied = take_denied(&mut req.topics, |t| !g.topic(&t.name, op::DESCRIBE));
+    let resp = DescribeTopicPartitionsResponse::default().with_topics(
+        denied
+            .iter()
+            .map(|t| {
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(t.name.clone()))
+                    .with_error_code(TOPIC_DENIED)
+                    .with_topic_authorized_operations(i32::MIN)
             })
             .collect(),
     );

@@ -5,7 +5,8 @@
 //!   DeleteGroups, CreateTopics, DeleteTopics, OffsetForLeaderEpoch,
 //!   TxnOffsetCommit, DeleteRecords, CreatePartitions, DescribeConfigs,
 //!   AlterConfigs, IncrementalAlterConfigs; all or nothing as Kafka does:
-//!   AddPartitionsToTxn; DescribeProducers, ConsumerGroupDescribe,
+//!   AddPartitionsToTxn; DescribeProducers, DescribeTopicPartitions,
+//!   ConsumerGroupDescribe,
 //!   DescribeTransactions; decided whole by the API gate but answered per
 //!   entry: CreateAcls, DeleteAcls, AlterReplicaLogDirs.
 //! - One resource, top-level error: JoinGroup, SyncGroup, Heartbeat,
@@ -46,7 +47,7 @@ pub enum Handling {
 
 const ENTRIES: &[i16] = &[
     0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 34, 37, 42,
-    44, 61, 65, 68, 69,
+    44, 61, 65, 68, 69, 75,
 ];
 
 /// Keys whose response has a top-level error code kgate can set.
@@ -122,6 +123,7 @@ pub fn entries(g: &mut Gate, h: &RequestHeader, frame: &[u8]) -> Result<Outcome,
         61 => describe::describe_producers(g, frame),
         65 => describe::describe_transactions(g, frame),
         69 => describe::consumer_group_describe(g, frame),
+        75 => describe::describe_topic_partitions(g, frame),
         42 => groups::delete_groups(g, frame),
         k => Err(format!("no per-entry check for api key {k}")),
     }

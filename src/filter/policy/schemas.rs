@@ -328,3 +328,16 @@ pub const ALTER_REPLICA_LOG_DIRS: Schema = Schema {
     flex: 2,
     body: &[F(Arr(ARLD_DIR), 0, M)],
 };
+
+const DTP_TOPIC: &[F] = &[F(Str, 0, M)];
+const DTP_CURSOR: &[F] = &[F(Str, 0, M), F(I32, 0, M)];
+pub const DESCRIBE_TOPIC_PARTITIONS: Schema = Schema {
+    min: 0,
+    max: 0,
+    flex: 0,
+    body: &[
+        F(Arr(DTP_TOPIC), 0, M),
+        F(I32, 0, M),
+        F(NullStruct(DTP_CURSOR), 0, M),
+    ],
+};

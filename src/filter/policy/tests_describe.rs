@@ -140,3 +140,51 @@ fn alter_replica_log_dirs_is_the_cluster_gate() {
         RequestVerdict::Pass
     ));
 }
+
+#[test]
+fn describe_topic_partitions_per_topic() {
+    use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
+    let p = policy(RULES);
+    let q = |names: &[&str]| {
+        DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(100)
+            .with_topics(
+                names
+                    .iter()
+                    .map(|n| TopicRequest::default().with_name(TopicName(s(n))))
+                    .collect(),
+            )
+    };
+    let b = answer(run(
+        &p,
+        &alice(),
+        ApiKey::DescribeTopicPartitions,
+        0,
+        14,
+        &q(&["payments"]),
+    ));
+    let (corr, r): (i32, DescribeTopicPartitionsResponse) = read(ApiKey::DescribeTopicPartitions, 0, &b);
+    assert_eq!(corr, 14);
+    assert_eq!(r.topics.len(), 1);
+    assert_eq!(
+        (
+            r.topics[0].name.as_ref().map(|n| n.to_string()),
+            r.topics[0].error_code
+        ),
+        (Some("payments".into()), 29)
+    );
+    let fwd = replaced(run(
+        &p,
+        &alice(),
+        ApiKey::DescribeTopicPartitions,
+        0,
+        15,
+        &q(&["orders.eu", "payments"]),
+    ));
+    let left: DescribeTopicPartitionsRequest = read_req(ApiKey::DescribeTopicPartitions, 0, &fwd);
+    assert_eq!(
+        left.topics.iter().map(|t| t.name.to_string()).collect::<Vec<_>>(),
+        vec!["orders.eu"]
+    );
+    assert_eq!(left.response_partition_limit, 100);
+}
