@@ -12,7 +12,8 @@ use kgate::protocol::header::RequestHeader;
 use std::sync::{Arc, Mutex, OnceLock};
 
 const KEYS: &[i16] = &[
-    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 34, 37, 42, 44, 61, 65, 68, 69, 75,
+    0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 19, 20, 21, 22, 23, 24, 25, 26, 28, 30, 31, 32, 33, 34, 37,
+    42, 44, 61, 65, 68, 69, 75,
 ];
 
 struct Fc(Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>);
@@ -54,12 +55,22 @@ impl Conn for Fc {
 fn policy() -> &'static Policy {
     static P: OnceLock<Policy> = OnceLock::new();
     P.get_or_init(|| {
-        let rule = |p: &str| Some(vec![ResourceRule { pattern: Pattern::Prefix(p.into()), ops: op::READ | op::WRITE | op::DESCRIBE }]);
+        let rule = |p: &str| {
+            Some(vec![ResourceRule {
+                pattern: Pattern::Prefix(p.into()),
+                ops: op::READ | op::WRITE | op::DESCRIBE,
+            }])
+        };
         let cfg = PolicyConfig {
             default: Rules::everything(),
             principals: vec![PrincipalRules {
                 names: vec![Pattern::Literal("alice".into())],
-                rules: Rules { apis: [true; 128], topics: rule("orders."), groups: rule("orders-"), transactional_ids: rule("a-") },
+                rules: Rules {
+                    apis: [true; 128],
+                    topics: rule("orders."),
+                    groups: rule("orders-"),
+                    transactional_ids: rule("a-"),
+                },
             }],
             unmatched: Rules::nothing(),
         };
@@ -73,7 +84,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     }
     let key = KEYS[data[0] as usize % KEYS.len()];
     let version = (data[1] % 20) as i16;
-    let h = RequestHeader { api_key: key, api_version: version, correlation_id: 7 };
+    let h = RequestHeader {
+        api_key: key,
+        api_version: version,
+        correlation_id: 7,
+    };
     let flexible = kgate::protocol::header::request_header_is_flexible(key, version);
     let mut frame = vec![0, 0, 0, 0];
     frame.extend_from_slice(&key.to_be_bytes());
