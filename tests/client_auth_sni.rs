@@ -7,63 +7,19 @@ mod common;
 
 use bytes::Bytes;
 use common::mock_cluster::MockCluster;
+use common::sni::{pki, BOOT};
 use common::*;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kgate::config::listeners::{sni, FileSni};
-use kgate::config::{ClientAuthConfig, ClientMechanism, Config, DownstreamTlsConfig};
+use kgate::config::{ClientAuthConfig, ClientMechanism, Config};
 use kgate::downstream::sasl::users::{add_user, Hash};
-use rustls::pki_types::ServerName;
 use std::path::Path;
-use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const BOOT: &str = "bootstrap.kafka.example.internal";
-
-fn pki(dir: &Path) {
-    let gen = concat!(env!("CARGO_MANIFEST_DIR"), "/certs-dev/gen.sh");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("bash")
-            .arg(gen)
-            .args(args)
-            .output()
-            .expect("bash runs certs-dev/gen.sh (needs openssl)");
-        assert!(
-            out.status.success(),
-            "gen.sh: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let d = dir.to_str().unwrap();
-    run(&[d]);
-    run(&["--issue", d, "sni", "server", BOOT, "*.kafka.example.internal"]);
-}
-
+/// The shared SNI config, with kgate's client SASL (PLAIN, user alice).
 fn config(cluster: &MockCluster, dir: &Path, sni_port: u16) -> Config {
-    let mut c = Config::with_bootstrap(vec![hp(cluster.addr(1))]);
-    c.port_base = free_port_base(8);
-    c.admin_listen = None;
-    c.upstream_hosts = Some(vec!["*".into()]);
-    c.downstream_tls = Some(DownstreamTlsConfig {
-        cert_file: dir.join("sni.pem"),
-        key_file: dir.join("sni.key"),
-        passphrase: None,
-        client_ca_file: None,
-        allowed_subjects: vec![],
-        principal: None,
-    });
-    c.sni = sni(
-        FileSni {
-            listen: Some(format!("127.0.0.1:{sni_port}")),
-            bootstrap_name: Some(BOOT.into()),
-            broker_pattern: Some("b-{node_id}.kafka.example.internal".into()),
-            advertised_port: None,
-            proxy_protocol: None,
-        },
-        true,
-    )
-    .unwrap();
+    let mut c = common::sni::config(cluster, dir, sni_port);
     let users = dir.join("users.toml");
     add_user(&users, "alice", Hash::Sha512, b"alice-pw", 4096).unwrap();
     c.client_auth = Some(ClientAuthConfig {
@@ -77,21 +33,7 @@ fn config(cluster: &MockCluster, dir: &Path, sni_port: u16) -> Config {
 }
 
 async fn tls(dir: &Path, port: u16, name: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    kgate::tls::install_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
-        .await
-        .unwrap()
+    common::sni::tls(dir, port, name).await.unwrap()
 }
 
 /// One request; `None` when kgate closed the connection instead.
@@ -143,8 +85,7 @@ async fn login<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, password: &[u8]) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_ssl_on_the_sni_port() {
-    let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
+    let dir = pki(&[BOOT, "*.kafka.example.internal"]);
     let cluster = MockCluster::start().await;
     let port = free_port_base(1);
     let _kg = start_with(config(&cluster, dir.path(), port)).await;
