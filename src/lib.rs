@@ -48,6 +48,11 @@ pub struct Shared {
     pub connector: Connector,
     pub downstream_tls: Option<DownstreamTls>,
     pub chain: Chain,
+    /// The chain for connections on a cluster generation after the first
+    /// (a cut-over happened): it also maps producer ids.
+    pub chain_moved: Chain,
+    /// Producer ids across cluster generations.
+    pub producer_ids: Arc<filter::producer_ids::registry::Registry>,
     pub budget: Budget,
     pub health: Health,
     /// True once shutdown began: sessions stop reading and drain.
@@ -288,6 +293,7 @@ async fn identities(
 async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListener>) {
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(admin::probe::run(s.clone()));
+    tasks.spawn(admin::producer_ids::run(s.clone(), s.producer_ids.clone()));
     if let Some(ids) = s.topic_ids.clone() {
         tasks.spawn(admin::topic_ids::run(s.clone(), ids));
     }
@@ -356,15 +362,23 @@ pub async fn start(config: Config) -> Result<Running, String> {
         .policy
         .as_ref()
         .map(|_| Arc::new(filter::policy::ids::TopicIds::default()));
-    let chain = filter::standard_chain(
-        registry.clone(),
-        connector.clusters.generation.clone(),
-        config.policy.clone().zip(topic_ids.clone()),
-        filter::ClientSide {
-            auth: client_auth.clone(),
-            versions: versions.clone(),
-        },
-    );
+    let producer_ids = Arc::new(filter::producer_ids::registry::Registry::default());
+    let chain_for = |rewrite: bool| {
+        filter::standard_chain(
+            registry.clone(),
+            connector.clusters.generation.clone(),
+            config.policy.clone().zip(topic_ids.clone()),
+            filter::ClientSide {
+                auth: client_auth.clone(),
+                versions: versions.clone(),
+            },
+            filter::producer_ids::ProducerIds {
+                ids: producer_ids.clone(),
+                rewrite,
+            },
+        )
+    };
+    let (chain, chain_moved) = (chain_for(false), chain_for(true));
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -372,6 +386,8 @@ pub async fn start(config: Config) -> Result<Running, String> {
         connector,
         downstream_tls,
         chain,
+        chain_moved,
+        producer_ids,
         budget: Budget::new(config.buffer_budget_bytes),
         health: Health::new(config.ready_window),
         shutdown: watch::Sender::new(false),

@@ -124,6 +124,9 @@ pub struct Metrics {
     pub listeners_failing: AtomicU64,
     /// Responses in which a broker address was replaced, by API.
     pub address_rewrites: Family<&'static str>,
+    /// Producer ids kgate mapped after a cut-over: "fetched" (a fresh id
+    /// from the new cluster) or "virtual" (a clashing id handed out).
+    pub producer_id_remaps_total: Family<&'static str>,
     /// Bytes of the frame-assembly budget in use, and waits for it.
     pub buffer_budget_used: AtomicU64,
     pub buffer_budget_waits: AtomicU64,
@@ -171,6 +174,7 @@ impl Default for Metrics {
             dynamic_listeners_refused: AtomicU64::new(0),
             listeners_failing: AtomicU64::new(0),
             address_rewrites: Family::default(),
+            producer_id_remaps_total: Family::default(),
             buffer_budget_used: AtomicU64::new(0),
             buffer_budget_waits: AtomicU64::new(0),
             first_request_timeouts: AtomicU64::new(0),

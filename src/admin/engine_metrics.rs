@@ -77,6 +77,15 @@ pub fn render(m: &Metrics, o: &mut String) {
     }
     head(
         o,
+        "kgate_producer_id_remaps_total",
+        "counter",
+        "Producer ids mapped after a cut-over: fetched (a fresh id from the new cluster) or virtual (a clashing id handed out as kgate's own).",
+    );
+    for (kind, n) in m.producer_id_remaps_total.snapshot() {
+        let _ = writeln!(o, "kgate_producer_id_remaps_total{{kind=\"{kind}\"}} {n}");
+    }
+    head(
+        o,
         "kgate_policy_denials_total",
         "counter",
         "Requests the policy denied wholly or in part, by API and resource type.",

@@ -16,6 +16,7 @@
 mod engine_metrics;
 pub mod health;
 pub mod probe;
+pub mod producer_ids;
 mod prometheus;
 mod storm_metrics;
 pub mod topic_ids;

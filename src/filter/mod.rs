@@ -20,6 +20,7 @@ pub mod broker_address;
 pub mod chain;
 pub mod client_sasl;
 pub mod policy;
+pub mod producer_ids;
 pub mod reauth;
 pub mod sasl_refusal;
 
@@ -39,8 +40,9 @@ pub use chain::{Chain, Plan};
 /// first; the policy (only when `[policy]` is configured) answers denials
 /// and splits mixed requests; acks tracking reads Produce heads;
 /// ApiVersions and broker-address rewriting handle responses;
-/// re-authentication runs on its timer on connections whose upstream uses
-/// SASL.
+/// producer ids are learned (and, on cluster generations after the first,
+/// mapped: `producers.rewrite`); re-authentication runs on its timer on
+/// connections whose upstream uses SASL.
 pub fn standard_chain(
     mapper: Arc<dyn crate::rewrite::BrokerMapper>,
     generation: Arc<std::sync::atomic::AtomicU64>,
@@ -49,6 +51,7 @@ pub fn standard_chain(
         Arc<policy::ids::TopicIds>,
     )>,
     clients: ClientSide,
+    producers: producer_ids::ProducerIds,
 ) -> Chain {
     let sasl: Arc<dyn Filter> = match &clients.auth {
         Some(server) => Arc::new(client_sasl::ClientSasl {
@@ -62,6 +65,7 @@ pub fn standard_chain(
     }
     filters.extend([
         Arc::new(acks::Acks) as Arc<dyn Filter>,
+        Arc::new(producers),
         Arc::new(api_versions::ApiVersions {
             cache: Some(clients.versions),
             client_sasl: clients.auth.is_some(),

@@ -15,6 +15,7 @@ pub struct TestConn {
     pub principal: Option<std::sync::Arc<str>>,
     pub stash: Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>,
     pub upstream_auth: Option<std::sync::Arc<crate::upstream::sasl::Authenticator>>,
+    pub generation: u64,
 }
 
 impl TestConn {
@@ -35,6 +36,7 @@ impl Default for TestConn {
             principal: None,
             stash: Mutex::new(Vec::new()),
             upstream_auth: None,
+            generation: 0,
         }
     }
 }
@@ -66,6 +68,9 @@ impl Conn for TestConn {
     }
     fn principal(&self) -> Option<std::sync::Arc<str>> {
         self.principal.clone()
+    }
+    fn cluster_generation(&self) -> u64 {
+        self.generation
     }
     fn stash(&self, correlation_id: i32, v: Box<dyn std::any::Any + Send>) {
         self.stash.lock().unwrap().push((correlation_id, v));

@@ -245,7 +245,12 @@ async fn forward(
     let live = shared.live.get();
     let p = Pump {
         ctx,
-        chain: &shared.chain,
+        // After a cut-over, producer ids are mapped (filter::producer_ids).
+        chain: if up.cluster.0.generation > 1 {
+            &shared.chain_moved
+        } else {
+            &shared.chain
+        },
         budget: &shared.budget,
         max_frame: c.max_frame_bytes,
         max_in_flight: c.max_in_flight,

@@ -36,6 +36,17 @@ fn agrees<M: Encodable>(schema: &Schema, m: &M) {
 }
 
 #[test]
+fn init_producer_id() {
+    use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
+    agrees(
+        &INIT_PRODUCER_ID,
+        &InitProducerIdRequest::default()
+            .with_producer_id(ProducerId(7))
+            .with_producer_epoch(2),
+    );
+}
+
+#[test]
 fn produce_fetch_list_offsets() {
     let p = ProduceRequest::default()
         .with_topic_data(vec![TopicProduceData::default()

@@ -172,6 +172,15 @@ pub const ADD_PARTITIONS_TO_TXN: Schema = Schema {
     ],
 };
 
+/// Read by the producer-id filter (an idempotent producer's epoch bump
+/// names its id from v3 on).
+pub const INIT_PRODUCER_ID: Schema = Schema {
+    min: 0,
+    max: 5,
+    flex: 2,
+    body: &[F(Str, 0, M), F(I32, 0, M), F(I64, 3, M), F(I16, 3, M)],
+};
+
 const TOC_PART: &[F] = &[F(I32, 0, M), F(I64, 0, M), F(I32, 2, M), F(Str, 0, M)];
 const TOC_TOPIC: &[F] = &[F(Str, 0, M), F(Arr(TOC_PART), 0, M)];
 pub const TXN_OFFSET_COMMIT: Schema = Schema {

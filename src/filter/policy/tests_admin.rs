@@ -188,6 +188,10 @@ fn plan_without_policy_is_unchanged_and_needs_follow_the_rules() {
         Arc::new(sasl_refusal::SaslRefusal),
         Arc::new(allow_list::AllowList),
         Arc::new(acks::Acks),
+        Arc::new(crate::filter::producer_ids::ProducerIds {
+            ids: Default::default(),
+            rewrite: false,
+        }),
         Arc::new(api_versions::ApiVersions {
             cache: None,
             client_sasl: false,
@@ -201,7 +205,16 @@ fn plan_without_policy_is_unchanged_and_needs_follow_the_rules() {
         auth: None,
         versions: Default::default(),
     };
-    let none = standard_chain(mapper.clone(), gen.clone(), None, clients());
+    let none = standard_chain(
+        mapper.clone(),
+        gen.clone(),
+        None,
+        clients(),
+        crate::filter::producer_ids::ProducerIds {
+            ids: Default::default(),
+            rewrite: false,
+        },
+    );
     assert!(!none.names().contains(&"policy"));
     for k in 0..128 {
         for v in 0..32 {
