@@ -1,20 +1,29 @@
 #!/usr/bin/env python3
 """Memory per idle client connection in kgate.
 
-    python3 benches/idle_rss.py [--connections 10000] [--kgate PATH]
+    python3 benches/idle_rss.py [--connections 10000] [--kgate PATH] [--upstream-tls]
 
-Starts a trivial upstream "broker" (a separate process that accepts TCP
-connections and holds them, never answering), starts kgate in front of it, and
-reads kgate's VmRSS from /proc/PID/status twice: idle about a second after
-start-up, and with N idle client connections open to its bootstrap listener.
-kgate dials one upstream connection per client at accept time; the script
-checks, by counting ESTABLISHED sockets in /proc/net/tcp, that kgate really
-holds N client and N upstream connections before it measures.
+Starts a trivial upstream "broker" (a separate process that accepts
+connections, answers ApiVersions v0 and nothing else), starts kgate in front
+of it, and reads kgate's VmRSS from /proc/PID/status twice: idle about a
+second after start-up, and with N idle client connections open to its
+bootstrap listener. kgate dials its upstream at a client's first request, so
+every client sends one ApiVersions v0 request and reads the answer (proof that
+its upstream connection is up), then stays idle, as a Kafka client between
+requests does. The script also checks, by counting ESTABLISHED sockets in
+/proc/net/tcp, that kgate really holds N client and N upstream connections
+before it measures.
 
-Prints a Markdown section on stdout and writes it to benches/results/idle_rss.md;
-progress goes to stderr. Standard library only. RLIMIT_NOFILE is raised to at
-least 65536 for this process, the holder and kgate (needs root when the hard
-limit is lower).
+--upstream-tls: the holder speaks TLS (Python's ssl, i.e. OpenSSL, TLS 1.3)
+with a throw-away PKI from certs-dev/gen.sh and *requires* a client
+certificate, like MSK's mTLS port 9094; kgate runs with [upstream_tls] and a
+client certificate, as every configuration in deploy/ does. Clients stay
+plaintext. Output goes to idle_rss_tls.md instead.
+
+Prints a Markdown section on stdout and writes it to benches/results/idle_rss.md
+(or idle_rss_tls.md); progress goes to stderr. Standard library plus openssl
+(for the PKI). RLIMIT_NOFILE is raised to at least 65536 for this process, the
+holder and kgate (needs root when the hard limit is lower).
 
 Environment: KGATE_BIN (default target/release/kgate; falls back to
 target/debug/kgate with a warning in the report).
@@ -31,6 +40,8 @@ import resource
 import shlex
 import signal
 import socket
+import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -39,7 +50,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benches" / "results"
-OUT_MD = RESULTS / "idle_rss.md"
+GEN_SH = REPO / "certs-dev" / "gen.sh"
 NOFILE = 65536
 TARGET_IDLE_MIB = 15
 TARGET_KIB_PER_CONN = 40
@@ -74,26 +85,46 @@ def raise_nofile(want: int = NOFILE) -> tuple[int, int, str]:
 
 
 # ---------------------------------------------------------------------------
-# The holder: accepts and holds connections, never writes.
+# The holder: accepts and holds connections; answers ApiVersions v0 only.
 # ---------------------------------------------------------------------------
 
+# ApiVersions v0 response body: error 0, one entry (ApiVersions 0-0).
+API_VERSIONS_V0_BODY = struct.pack(">hihhh", 0, 1, 18, 0, 0)
 
-async def holder_main(port: int) -> None:
-    conns = 0
 
+def api_versions_v0_request(corr: int) -> bytes:
+    client_id = b"idle-rss"
+    msg = struct.pack(">hhih", 18, 0, corr, len(client_id)) + client_id
+    return struct.pack(">i", len(msg)) + msg
+
+
+def server_tls_context(pki: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / "broker.pem", pki / "broker.key")
+    ctx.load_verify_locations(pki / "ca.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED  # mTLS, like MSK's 9094
+    return ctx
+
+
+async def holder_main(port: int, pki: Path | None) -> None:
     async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal conns
-        conns += 1
         try:
-            while await reader.read(65536):
-                pass  # swallow whatever is sent (kgate's probe, a client's request)
-        except (ConnectionError, OSError):
+            while True:
+                n = struct.unpack(">i", await reader.readexactly(4))[0]
+                req = await reader.readexactly(n)
+                key, ver, corr = struct.unpack(">hhi", req[:8])
+                if key == 18 and ver == 0:
+                    writer.write(struct.pack(">ii", 4 + len(API_VERSIONS_V0_BODY), corr) + API_VERSIONS_V0_BODY)
+                    await writer.drain()
+                # anything else (kgate's probe) is swallowed, never answered
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
-            conns -= 1
             writer.close()
 
-    server = await asyncio.start_server(hold, LOOPBACK, port, backlog=4096, reuse_address=True)
+    ctx = server_tls_context(pki) if pki else None
+    server = await asyncio.start_server(hold, LOOPBACK, port, backlog=4096, reuse_address=True,
+                                        ssl=ctx, ssl_handshake_timeout=120 if ctx else None)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
@@ -199,20 +230,34 @@ def machine() -> str:
 # ---------------------------------------------------------------------------
 
 
-async def open_clients(port: int, n: int, batch: int) -> list[asyncio.StreamWriter]:
-    """Opens n connections, `batch` at a time. After each batch it waits until
-    the server side shows them ESTABLISHED, so the listen backlog never
-    overflows (an overflowed backlog leaves sockets the client thinks are open
-    and the server never accepted)."""
-    writers: list[asyncio.StreamWriter] = []
+async def one_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that has sent one ApiVersions v0 request and read its
+    answer: kgate has dialled (and, with TLS, handshaken) its upstream."""
+    r, w = await asyncio.open_connection(LOOPBACK, port)
+    w.write(api_versions_v0_request(7))
+    await w.drain()
+    n = struct.unpack(">i", await asyncio.wait_for(r.readexactly(4), 60))[0]
+    body = await asyncio.wait_for(r.readexactly(n), 60)
+    if struct.unpack(">ih", body[:6]) != (7, 0):
+        raise RuntimeError(f"unexpected ApiVersions answer {body[:16].hex()}")
+    return r, w
+
+
+async def open_clients(port: int, n: int, batch: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """Opens n connections, `batch` at a time, each with one ApiVersions round
+    trip through kgate. After each batch it waits until the server side shows
+    them ESTABLISHED, so the listen backlog never overflows (an overflowed
+    backlog leaves sockets the client thinks are open and the server never
+    accepted)."""
+    writers: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     base = established(local_port=port)
     for start in range(0, n, batch):
         k = min(batch, n - start)
-        res = await asyncio.gather(*(asyncio.open_connection(LOOPBACK, port) for _ in range(k)), return_exceptions=True)
+        res = await asyncio.gather(*(one_client(port) for _ in range(k)), return_exceptions=True)
         errs = [r for r in res if isinstance(r, BaseException)]
         if errs:
             die(f"{len(errs)} of {k} connections failed after {len(writers)} opened: {errs[0]!r}")
-        writers.extend(w for _, w in res)
+        writers.extend(res)
         deadline = time.time() + 20
         while established(local_port=port) - base < len(writers):
             if time.time() > deadline:
@@ -244,13 +289,16 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=10000)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--kgate", default=os.environ.get("KGATE_BIN"))
+    ap.add_argument("--upstream-tls", action="store_true", help="mTLS between kgate and the holder")
     ap.add_argument("--holder", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--pki", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.holder:
         raise_nofile()  # the parent reports any shortfall
-        asyncio.run(holder_main(args.holder))
+        asyncio.run(holder_main(args.holder, Path(args.pki) if args.pki else None))
         return
+    out_md = RESULTS / ("idle_rss_tls.md" if args.upstream_tls else "idle_rss.md")
 
     t0 = time.time()
     n = args.connections
@@ -296,7 +344,20 @@ def main() -> None:
                 p.wait()
 
     try:
+        tls_argv: list[str] = []
         holder_argv = [sys.executable, str(Path(__file__).resolve()), "--holder", str(holder_port)]
+        if args.upstream_tls:
+            pki = logdir / "pki"
+            r = subprocess.run(["bash", str(GEN_SH), str(pki)], capture_output=True, text=True, timeout=300)
+            if r.returncode != 0:
+                die(f"certs-dev/gen.sh failed ({r.returncode}): {r.stderr[-2000:]}")
+            holder_argv += ["--pki", str(pki)]
+            tls_argv = [
+                "--upstream-tls", "true",
+                "--upstream-ca-file", str(pki / "ca.pem"),
+                "--upstream-cert-file", str(pki / "kgate-client.pem"),
+                "--upstream-key-file", str(pki / "kgate-client.key"),
+            ]
         holder = subprocess.Popen(holder_argv, stdout=subprocess.PIPE, stderr=open(logdir / "holder.log", "wb"))
         procs.append(holder)
         if holder.stdout.readline().strip() != b"ready":
@@ -310,6 +371,7 @@ def main() -> None:
             "--admin-listen", "off",
             "--idle-timeout-ms", "0",
             "--max-connections", str(max(20000, 2 * n)),
+            *tls_argv,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KGATE_")}
         kg_log = logdir / "kgate.log"
@@ -335,7 +397,7 @@ def main() -> None:
             t = time.time()
             writers = await open_clients(pb, n, args.batch)
             open_s = time.time() - t
-            # kgate dials upstream as it accepts: wait until every client has its upstream.
+            # Every client has had its answer, so its upstream is up; wait for /proc to agree.
             deadline = time.time() + 60
             while True:
                 down = established(local_port=pb)
@@ -350,8 +412,8 @@ def main() -> None:
             st, samples = await asyncio.to_thread(wait_settled, kg.pid)
             down = established(local_port=pb)
             up = established(remote_port=holder_port)
-            closed = sum(1 for w in writers if w.is_closing())
-            for w in writers:
+            closed = sum(1 for r, w in writers if r.at_eof() or w.is_closing())
+            for _, w in writers:
                 w.close()
             return st, samples, down, up - base_up, open_s, closed
 
@@ -373,9 +435,18 @@ def main() -> None:
     per_conn_anon = (loaded["RssAnon"] - idle["RssAnon"]) / n
     ok = lambda good: "yes" if good else "**no**"
 
+    if args.upstream_tls:
+        title = "## Idle memory with upstream mTLS: kgate RSS per idle client connection"
+        upstream_desc = ("accepts TLS 1.3 connections (Python's ssl module, i.e. OpenSSL), requires a client "
+                         "certificate from the dev CA (like MSK's mTLS port 9094)")
+        row = "per idle client connection with upstream mTLS (incl. its upstream TLS session)"
+    else:
+        title = "## Idle memory: kgate RSS per idle client connection"
+        upstream_desc = "accepts TCP connections"
+        row = "per idle client connection (incl. its upstream socket)"
     rel = lambda p: os.path.relpath(p, REPO) if str(p).startswith(str(REPO)) else str(p)
     lines = [
-        "## Idle memory: kgate RSS per idle client connection",
+        title,
         "",
     ]
     if note:
@@ -387,9 +458,10 @@ def main() -> None:
         "",
         f"Software: {version or rel(kgate)}; Python {platform.python_version()} (client and upstream holder).",
         "",
-        f"kgate sits in front of a trivial upstream that accepts TCP connections and never answers. "
-        f"{n:,} client connections are opened to kgate's bootstrap listener in batches of {args.batch} and "
-        "left idle (no bytes sent). kgate dials one upstream connection per client, and "
+        f"kgate sits in front of a trivial upstream that {upstream_desc} and answers ApiVersions v0 only. "
+        f"{n:,} plaintext client connections are opened to kgate's bootstrap listener in batches of {args.batch}; "
+        "each sends one ApiVersions v0 request, reads the answer and then stays idle. kgate dials one upstream "
+        "connection per client at its first request, and "
         f"`/proc/net/tcp` showed {down:,} client-side and {up:,} upstream ESTABLISHED connections when "
         "the second reading was taken. Each batch waits until kgate's side shows its connections "
         "ESTABLISHED, so the listen backlog never overflows. RSS is VmRSS from `/proc/PID/status`, read once it changed by "
@@ -399,7 +471,7 @@ def main() -> None:
         "|---|---:|---:|---|",
         f"| RSS idle (1 s after start) | {idle_mib:.1f} MiB | ≤ {TARGET_IDLE_MIB} MiB | {ok(idle_mib <= TARGET_IDLE_MIB)} |",
         f"| RSS with {n:,} idle connections | {loaded_mib:.1f} MiB | | |",
-        f"| per idle client connection (incl. its upstream socket) | {per_conn:.1f} KiB | ≤ {TARGET_KIB_PER_CONN} KiB | {ok(per_conn <= TARGET_KIB_PER_CONN)} |",
+        f"| {row} | {per_conn:.1f} KiB | ≤ {TARGET_KIB_PER_CONN} KiB | {ok(per_conn <= TARGET_KIB_PER_CONN)} |",
         "",
         f"Breakdown: RssAnon {idle['RssAnon'] / 1024:.1f} → {loaded['RssAnon'] / 1024:.1f} MiB "
         f"({per_conn_anon:.1f} KiB per connection); RssFile {idle['RssFile'] / 1024:.1f} → {loaded['RssFile'] / 1024:.1f} MiB; "
@@ -414,19 +486,20 @@ def main() -> None:
         shlex.join(["python3", "benches/idle_rss.py", *sys.argv[1:]]),
         "",
         f"# RLIMIT_NOFILE {soft}/{hard} for the script, the holder and kgate (target: {NOFILE})",
-        "# upstream holder (accepts and holds connections, never writes)",
+        "# upstream holder (accepts and holds connections, answers ApiVersions v0 only)",
         shlex.join(["python3", "benches/idle_rss.py", *holder_argv[2:]]),
         shlex.join([rel(kgate)] + kgate_argv[1:]),
-        f"# then {n} asyncio.open_connection('{LOOPBACK}', {pb}) in batches of {args.batch}, held idle",
+        f"# then {n} asyncio.open_connection('{LOOPBACK}', {pb}) in batches of {args.batch}, "
+        "one ApiVersions v0 round trip each, held idle",
         "```",
         "",
         f"Whole run: {time.time() - t0:.0f} s.",
     ]
     text = "\n".join(lines) + "\n"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    OUT_MD.write_text(text)
+    out_md.write_text(text)
     sys.stdout.write(text)
-    say(f"wrote {rel(OUT_MD)}; logs in {logdir}")
+    say(f"wrote {rel(out_md)}; logs in {logdir}")
 
 
 if __name__ == "__main__":

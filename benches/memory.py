@@ -11,7 +11,14 @@ The broker is a small asyncio server: it answers ApiVersions v0 and
 Metadata v0 (no brokers) for kgate's probe, and any Fetch v12 with one
 prebuilt 64 MiB response (record bytes are zeros; nothing parses them).
 Environment: KGATE_BIN (default target/release/kgate), BENCH_CONNS (50),
-BENCH_FRAMES (2 responses per connection), BENCH_SETTLE (60 s).
+BENCH_FRAMES (2 responses per connection), BENCH_SETTLE (60 s),
+KGATE_SPLICE=false (passed on to kgate): bytes are copied through kgate's read
+buffers; writes benches/results/memory_nosplice.md instead.
+BENCH_UPSTREAM_TLS=1: the broker speaks TLS 1.3 (Python's ssl) and requires a
+client certificate from a throw-away certs-dev/gen.sh PKI, and kgate runs
+with [upstream_tls] and a client certificate, as every configuration in
+deploy/ does (splice never applies to a TLS side, so bytes go through kgate's
+read buffers and rustls); writes benches/results/memory_tls.md instead.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import asyncio
 import os
 import socket
 import struct
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +40,8 @@ CONNS = int(os.environ.get("BENCH_CONNS", "50"))
 FRAMES = int(os.environ.get("BENCH_FRAMES", "2"))
 SETTLE = int(os.environ.get("BENCH_SETTLE", "60"))
 RECORDS = 64 << 20
+UPSTREAM_TLS = os.environ.get("BENCH_UPSTREAM_TLS", "") == "1"
+NO_SPLICE = os.environ.get("KGATE_SPLICE", "") == "false"  # kgate inherits it
 
 
 def uvarint(n: int) -> bytes:
@@ -125,11 +136,24 @@ def free_port() -> int:
 
 async def main() -> None:
     Path(KGATE).exists() or sys.exit(f"memory: {KGATE} missing (cargo build --release)")
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    ctx, tls_argv = None, []
+    if UPSTREAM_TLS:
+        pki = Path(tempfile.mkdtemp(prefix="kgate-memory-pki."))
+        r = subprocess.run(["bash", str(REPO / "certs-dev/gen.sh"), str(pki)], capture_output=True, text=True)
+        r.returncode == 0 or sys.exit(f"memory: certs-dev/gen.sh failed: {r.stderr}")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki / "broker.pem", pki / "broker.key")
+        ctx.load_verify_locations(pki / "ca.pem")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        tls_argv = ["--upstream-tls", "true", "--upstream-ca-file", str(pki / "ca.pem"),
+                    "--upstream-cert-file", str(pki / "kgate-client.pem"),
+                    "--upstream-key-file", str(pki / "kgate-client.key")]
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=ctx)
     up = server.sockets[0].getsockname()[1]
     base = 20000 + os.getpid() % 8000
     k = subprocess.Popen(
-        [KGATE, "run", "--bootstrap", f"127.0.0.1:{up}", "--port-base", str(base), "--admin-listen", "off"],
+        [KGATE, "run", "--bootstrap", f"127.0.0.1:{up}", "--port-base", str(base), "--admin-listen", "off",
+         *tls_argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -158,19 +182,23 @@ async def main() -> None:
         k.wait()
         server.close()
     lines = [
+        "## Memory with 64 MiB frames and upstream mTLS (BENCH_UPSTREAM_TLS=1 benches/memory.py)" if UPSTREAM_TLS else
+        "## Memory with 64 MiB frames, splice off (KGATE_SPLICE=false benches/memory.py)" if NO_SPLICE else
         "## Memory with 64 MiB frames (benches/memory.py)",
         "",
-        f"{CONNS} connections × {FRAMES} Fetch responses of 64 MiB through kgate ({KGATE}), "
+        f"{CONNS} connections × {FRAMES} Fetch responses of 64 MiB through kgate ({KGATE}"
+        f"{', plaintext clients, mTLS to the broker' if UPSTREAM_TLS else ''}), "
         f"{moved / 1e9:.1f} GB in {took:.1f} s. RSS from /proc/PID/status.",
         "",
-        "| idle | peak during the burst (VmHWM) | sampled peak | 60 s after | after ÷ idle |",
+        f"| idle | peak during the burst (VmHWM) | sampled peak | {SETTLE} s after | after ÷ idle |",
         "|---:|---:|---:|---:|---:|",
         f"| {idle / 1024:.1f} MiB | {hwm / 1024:.1f} MiB | {peak / 1024:.1f} MiB | "
         f"{after / 1024:.1f} MiB | {after / idle:.2f} |",
         "",
     ]
     text = "\n".join(lines)
-    (REPO / "benches/results/memory.md").write_text(text)
+    name = "memory_tls" if UPSTREAM_TLS else "memory_nosplice" if NO_SPLICE else "memory"
+    (REPO / f"benches/results/{name}.md").write_text(text)
     print(text)
 
 

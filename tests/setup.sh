@@ -19,6 +19,8 @@
 #     the test program built into target/e2e-deps/go/kgate-franz.
 #   - for tests/e2e/test_container.py: buildah, podman, runc and musl-tools
 #     (apt) and the x86_64-unknown-linux-musl Rust target (rustup).
+#   - for tests/e2e/test_systemd_sandbox.py: python3-seccomp (apt, for
+#     Debian's /usr/bin/python3).
 # If python3-venv, a JDK or node/npm are missing it installs them with apt-get
 # (needs root). Idempotent: a second run with nothing changed takes well under
 # a second. One line per step on stderr; the full output of a failing command
@@ -214,6 +216,10 @@ step "ok: . ${DEPS#"$REPO"/}/env.sh && python -m pytest tests/e2e -q"
 step "clickhouse: $(dpkg-query -W -f '${Package} ${Version}' clickhouse-server 2>/dev/null || echo '(not from dpkg)')"
 command -v systemd-analyze >/dev/null || apt_install systemd
 step "systemd-analyze: $(systemd-analyze --version | head -n 1)"
+# tests/e2e/test_systemd_sandbox.py: deploy/systemd/sandbox-seccomp.py loads the
+# unit's seccomp settings with libseccomp's bindings for Debian's python3.
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null || apt_install python3 python3-seccomp
+step "python3-seccomp: $(dpkg-query -W -f '${Version}' python3-seccomp)"
 
 # --- container image (tests/e2e/test_container.py) ------------------------------
 # buildah builds deploy/docker/Containerfile.prebuilt from a static musl kgate

@@ -139,7 +139,7 @@ job "kgate" {
         # local/ is mounted at /local, secrets/ at /secrets.
         args = ["--config", "/local/kgate.toml"]
         # Two descriptors per client connection (client + broker socket):
-        # max_connections 4096 needs about 8,300 with listeners and admin.
+        # max_connections 2048 needs about 4,250 with listeners and admin.
         ulimit {
           nofile = "16384:16384"
         }
@@ -152,6 +152,11 @@ job "kgate" {
         KGATE_LOG_FORMAT = "json"
       }
 
+      # 128 MiB holds max_connections = 2048 with mTLS to the brokers
+      # (benches/RESULTS.md: 8 MiB idle + 20.6 KiB per idle connection + the
+      # 32 MiB buffer budget + a 28 MiB burst of 50 large Fetches: about 109 MiB,
+      # checked by tests/e2e/test_deploy_limits.py). For 4096 connections
+      # raise memory to 192.
       resources {
         cpu    = 300
         memory = 128
@@ -209,7 +214,7 @@ job "kgate" {
           port_base = 19092
           admin_listen = "{{ env "NOMAD_ADDR_admin" }}"
           drain_timeout_ms = 20000
-          max_connections = 4096
+          max_connections = 2048
           max_connections_per_listener = 1024
           idle_timeout_ms = 600000
           log_level = "info"

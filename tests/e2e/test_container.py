@@ -45,6 +45,10 @@ CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 UID = 65532
 PODMAN = ["podman", "--runtime", "runc"]
 LIMITS = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096"]
+# The image is the stripped static binary plus the CA bundle: 13.4 MiB on
+# 2026-12-01 (deploy/README.md). A bound about 20 % above that catches a
+# debug build, an unstripped binary or a base image creeping in.
+IMAGE_MAX_BYTES = 16 * 2**20
 
 
 def run(argv: list[str], timeout: float = 120, **kw) -> subprocess.CompletedProcess:
@@ -117,6 +121,10 @@ def test_image_is_scratch_with_the_binary_only(image: dict) -> None:
     payload = image["binary"].stat().st_size + CA_BUNDLE.stat().st_size
     # scratch: nothing but the two files (and tar/metadata overhead)
     assert payload <= image["size"] <= payload + 2**20, (image["size"], payload)
+    assert image["size"] <= IMAGE_MAX_BYTES, (
+        f"image {image['size'] / 2**20:.1f} MiB > {IMAGE_MAX_BYTES / 2**20:.0f} MiB "
+        f"(binary {image['binary'].stat().st_size / 2**20:.1f} MiB); update deploy/README.md if this is intended"
+    )
 
 
 def container_uid(name: str) -> tuple[int, int]:

@@ -122,6 +122,51 @@ def test_dockerfile_shape() -> None:
     assert "*" in ignore and "!Cargo.lock" in ignore and "!src/" in ignore
 
 
+def final_stage(text: str) -> list[str]:
+    """The instructions after the last `FROM scratch`, one string each:
+    comments and blank lines dropped, continuations joined, whitespace
+    collapsed. COPY keeps its flags except --from and its destination only,
+    since the two files copy the same files from different places."""
+    lines, cur = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):  # Docker drops these inside continuations too
+            continue
+        cur += line[:-1] + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            lines.append(" ".join(cur.split()))
+            cur = ""
+    starts = [i for i, ln in enumerate(lines) if re.fullmatch(r"FROM scratch", ln, re.I)]
+    assert starts, "no `FROM scratch` stage"
+    out = []
+    for ln in lines[starts[-1] + 1:]:
+        if ln.upper().startswith("COPY "):
+            words = [w for w in ln.split()[1:] if not w.startswith("--from=")]
+            flags = [w for w in words if w.startswith("--")]
+            ln = " ".join(["COPY", *flags, "->", [w for w in words if not w.startswith("--")][-1]])
+        out.append(ln)
+    return out
+
+
+def test_containerfile_prebuilt_matches_the_dockerfiles_final_stage() -> None:
+    docker = final_stage((DEPLOY / "docker" / "Dockerfile").read_text())
+    prebuilt = final_stage((DEPLOY / "docker" / "Containerfile.prebuilt").read_text())
+    assert docker == prebuilt, f"Dockerfile's final stage {docker}\n!= Containerfile.prebuilt's {prebuilt}"
+    assert any(ln.startswith("USER ") for ln in docker) and len([ln for ln in docker if ln.startswith("COPY ")]) == 3
+
+
+def test_the_final_stage_comparison_can_fail() -> None:
+    text = (DEPLOY / "docker" / "Containerfile.prebuilt").read_text()
+    same = final_stage(text)
+    for old, new in [("USER 65532:65532", "USER 0:0"), ("COPY kgate /kgate", "COPY kgate /bin/kgate"),
+                     ("STOPSIGNAL SIGTERM", "STOPSIGNAL SIGTERM\nENV EXTRA=1"),
+                     ("COPY kgate /kgate", "COPY --chmod=0777 kgate /kgate")]:
+        assert old in text, old
+        assert final_stage(text.replace(old, new)) != same, (old, new)
+    # continuations and comments do not count
+    assert final_stage(text.replace("USER 65532:65532", "# a note\nUSER \\\n# inside\n  65532:65532")) == same
+
+
 # ==========================================================================
 # Kubernetes
 # ==========================================================================

@@ -9,9 +9,16 @@ init system (PID 1). Can't operate." The test then checks that this is the
 reason, says so in a warning, and the sandbox is exercised through
 deploy/systemd/sandbox-emulation.sh instead (namespaces, read-only mounts,
 private /tmp and /dev, empty capability sets, no-new-privs, an unprivileged
-uid): kgate's check-config (the unit's ExecStartPre) and run (ExecStart)
-work inside it and carry a produce and consume. `systemd-analyze verify` and
-`systemd-analyze security` cover the unit file itself (test_deploy_kit.py).
+uid, and seccomp filters built from the unit's SystemCallFilter,
+SystemCallErrorNumber, RestrictAddressFamilies, MemoryDenyWriteExecute,
+RestrictNamespaces and LockPersonality by deploy/systemd/sandbox-seccomp.py,
+plus PR_SET_MDWE): kgate's check-config (the unit's ExecStartPre) and run
+(ExecStart) work inside it and carry a produce and consume, and a probe
+(seccomp_probe.py) shows each seccomp setting refusing what it should, where
+the same probe outside succeeds. SystemCallArchitectures=native is in the
+filters (native architecture only) but not probed. `systemd-analyze verify`
+and `systemd-analyze security` cover the unit file itself
+(test_deploy_kit.py).
 """
 
 from __future__ import annotations
@@ -36,7 +43,14 @@ EMULATED = {
     "PrivateMounts": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes", "ProtectHome": "yes",
     "PrivateDevices": "yes", "PrivateIPC": "yes", "ProtectHostname": "yes", "UMask": "0077",
     "LimitNOFILE": "65536",
+    # seccomp, by sandbox-seccomp.py (SystemCallFilter: see below)
+    "SystemCallErrorNumber": "EPERM", "SystemCallArchitectures": "native",
+    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX", "MemoryDenyWriteExecute": "yes",
+    "RestrictNamespaces": "yes", "LockPersonality": "yes",
 }
+SYSCALL_FILTER = ["@system-service", "~@privileged"]
+PROBE = REPO / "tests" / "e2e" / "seccomp_probe.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-seccomp
 # Not sandboxing, or not usable by a transient unit without files.
 NOT_PROPERTIES = {"Type", "ExecStartPre", "ExecStart", "ExecReload", "Restart", "RestartSec",
                   "RestartPreventExitStatus", "LoadCredential", "TimeoutStopSec"}
@@ -84,8 +98,10 @@ def test_the_unit_sets_what_the_emulation_reproduces() -> None:
     d = dict(service_directives())
     for k, v in EMULATED.items():
         assert d.get(k) == v, f"{UNIT.name}: {k}={d.get(k)!r}, the emulation assumes {v!r}"
+    filters = [v for k, v in service_directives() if k == "SystemCallFilter"]
+    assert filters == SYSCALL_FILTER, f"{UNIT.name}: SystemCallFilter lines {filters}"
     text = EMULATION.read_text()
-    for k in EMULATED:
+    for k in [*EMULATED, "SystemCallFilter"]:
         assert k in text, f"{EMULATION.name} does not mention {k}"
 
 
@@ -139,6 +155,43 @@ def test_the_emulated_sandbox_is_enforced() -> None:
     (REPO / "target" / ".sandbox-probe").unlink()
 
 
+def probe(argv: list[str]) -> tuple[dict[str, str], str]:
+    r = subprocess.run([*argv, SYSTEM_PYTHON, str(PROBE)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"{argv}: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return dict(line.split(" ", 1) for line in r.stdout.splitlines()), r.stderr
+
+
+def test_the_emulated_seccomp_filters_are_enforced() -> None:
+    """Each seccomp setting refuses what systemd's would, with systemd's
+    errno; the same probe as the same user with no-new-privs but without the
+    filters succeeds at all of it, so every check here can fail."""
+    if not Path(SYSTEM_PYTHON).exists():
+        pytest.fail(f"{SYSTEM_PYTHON} not found (Debian's python3)", pytrace=False)
+    outside, _ = probe(["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
+                        "--no-new-privs"])
+    inside, err = probe(["bash", str(EMULATION), str(SANDBOX_UID)])
+    refused = {
+        "setuid_self": "EPERM",  # SystemCallFilter=~@privileged, SystemCallErrorNumber=EPERM
+        "socket_netlink": "EAFNOSUPPORT",  # RestrictAddressFamilies
+        "mmap_write_exec": "EPERM", "mprotect_exec": "EPERM",  # MemoryDenyWriteExecute
+        "unshare_user": "EPERM",  # RestrictNamespaces
+        "personality_linux32": "EPERM",  # LockPersonality
+    }
+    allowed = ["socket_inet", "socket_inet6", "socket_unix"]
+    for k in [*refused, *allowed]:
+        assert outside.get(k) == "ok", f"control: {k} outside the sandbox gave {outside.get(k)} ({outside})"
+    for k, want in refused.items():
+        assert inside.get(k) == want, f"{k} inside the sandbox: {inside.get(k)}, expected {want} ({inside})"
+    for k in allowed:
+        assert inside.get(k) == "ok", f"{k} inside the sandbox: {inside.get(k)} ({inside})"
+    # PR_SET_MDWE on kernels that have it (6.3+): not set outside, set inside
+    if outside["mdwe_flags"] == "EINVAL":
+        warnings.warn("this kernel has no PR_SET_MDWE: MemoryDenyWriteExecute is seccomp only", stacklevel=1)
+    else:
+        assert outside["mdwe_flags"] == "0" and inside["mdwe_flags"] == "1", (outside, inside)
+    assert "SystemCallFilter (" in err and "others EPERM" in err, err
+
+
 def test_kgate_carries_traffic_in_the_emulated_sandbox(tansu: Upstream) -> None:
     kgate = kgate_bin()
     if not kgate.exists():
@@ -156,6 +209,8 @@ def test_kgate_carries_traffic_in_the_emulated_sandbox(tansu: Upstream) -> None:
         assert st["Uid"].split() == [str(SANDBOX_UID)] * 4, st["Uid"]
         assert st["CapEff"] == st["CapBnd"] == "0000000000000000", st
         assert st["NoNewPrivs"] == "1", st
+        # seccomp mode 2 (filter), with both of sandbox-seccomp.py's filters
+        assert st["Seccomp"] == "2" and st["Seccomp_filters"] == "2", st
         n = 20
         assert sorted(produce_consume(f"{LOOPBACK}:{base}", n)) == sorted(f"m-{i}" for i in range(n))
     finally:
