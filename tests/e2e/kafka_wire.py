@@ -9,7 +9,10 @@ library would not show, and to decode the answer independently of kgate.
 - `fetch_v16`: a consumer fetch of one partition by topic id; to a non-leader
   the broker answers the same way, with `node_endpoints` in the response.
 - `metadata_v12`, `describe_quorum`: for the address and version checks.
+- `find_coordinator_v4`: group or transaction coordinators, by key.
 - `api_versions_v3`.
+
+`Conn` speaks plain TCP, or TLS with a given SNI name.
 
 Every decoder checks lengths against the bytes it was given.
 """
@@ -107,6 +110,11 @@ def metadata_v12(topics: Optional[list[str]] = None) -> bytes:
     else:
         t = uvarint(len(topics) + 1) + b"".join(bytes(16) + cstr(n) + TAGS0 for n in topics)
     return t + i8(0) + i8(0) + TAGS0  # allow_auto_topic_creation, include_topic_authorized_operations
+
+
+def find_coordinator_v4(keys: list[str], key_type: int = 0) -> bytes:
+    """key_type 0: group, 1: transaction."""
+    return i8(key_type) + uvarint(len(keys) + 1) + b"".join(cstr(k) for k in keys) + TAGS0
 
 
 def describe_quorum_body() -> bytes:
@@ -288,6 +296,35 @@ def parse_metadata_v12_brokers(body: bytes) -> list[Endpoint]:
     return out
 
 
+@dataclass
+class Coordinator:
+    key: str
+    node_id: int
+    host: str
+    port: int
+    error_code: int
+    error_message: Optional[str]
+
+
+def parse_find_coordinator_v4(body: bytes) -> list[Coordinator]:
+    r = Reader(body)
+    r.i32()  # throttle_time_ms
+    out = []
+    for _ in range(r.carray_len()):
+        key = r.cstr() or ""
+        nid = r.i32()
+        host = r.cstr() or ""
+        port = r.i32()
+        err = r.i16()
+        msg = r.cstr()
+        r.tags()
+        out.append(Coordinator(key, nid, host, port, err, msg))
+    r.tags()
+    if not r.done():
+        raise ValueError("trailing bytes after the FindCoordinator response")
+    return out
+
+
 # --------------------------------------------------------------------------
 # Transport
 # --------------------------------------------------------------------------
@@ -298,8 +335,12 @@ class Conn:
     response body (after the header), or raises ConnectionError when the peer
     closes instead of answering."""
 
-    def __init__(self, host: str, port: int, timeout: float = 15):
+    def __init__(self, host: str, port: int, timeout: float = 15, tls=None, server_hostname: Optional[str] = None):
+        """`tls`: an ssl.SSLContext; then `server_hostname` is the SNI name
+        (and the name the certificate is checked against)."""
         self.s = socket.create_connection((host, port), timeout=timeout)
+        if tls is not None:
+            self.s = tls.wrap_socket(self.s, server_hostname=server_hostname)
         self.corr = 100
 
     def close(self) -> None:

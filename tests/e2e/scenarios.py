@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 import time
@@ -621,13 +622,15 @@ def run_kafka_python(bootstrap: str, records: int, compression: str) -> Outcome:
 
 
 def run_external(client: str, argv: list[str], bootstrap: str, records: int, compression: str, port_base: int,
-                 cwd: Optional[str] = None, timeout: float = 240) -> Outcome:
+                 cwd: Optional[str] = None, timeout: float = 240, env: Optional[dict] = None) -> Outcome:
+    """`env`, when given, is added to this process's environment for the program."""
     topic, group = names(client)
     out = Outcome(client, records)
     t0 = time.monotonic()
     cmd = [*argv, bootstrap, topic, group, str(records), compression]
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                           env={**os.environ, **env} if env else None)
     except subprocess.TimeoutExpired as e:
         out.problems.append(f"{client} program did not finish within {timeout}s")
         out.output = (e.stderr or b"").decode("utf-8", "replace") if isinstance(e.stderr, bytes) else (e.stderr or "")

@@ -10,11 +10,15 @@ with committed offsets, then 50 more picked up by a new member of the group
   3.9 (the jars the tansu tests use, zstd) and 4.1 (kafka-clients from
   Maven, same program, lz4), KafkaJS (gzip), franz-go (clients/go, zstd).
 
-Three tests look at each run: every record exactly once and in partition
+Four tests look at each run: every record exactly once and in partition
 order, and Kafka itself (read directly on its PLAINTEXT listeners) holds
 exactly the produced records; the new member resumed from the committed
 offsets, which Kafka reports at the end of the log; every broker address the
-client saw or dialed is a kgate listener, never a Kafka one.
+client saw or dialed is a kgate listener, never a Kafka one; the producer
+really was idempotent: kgate's /metrics counted InitProducerId requests and
+responses through this client's kgate (KafkaJS runs with
+KGATE_E2E_STRICT_IDEMPOTENCE=1, so it cannot fall back to a plain producer,
+and its JSON must say "idempotent": true).
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from typing import Optional
 
 import pytest
 
-from harness import REPO, Kgate, kafka_jars_classpath, record_timing, start_kgate, stop_kgate
-from kafka_cluster import clients4_classpath
+from harness import REPO, Kgate, kafka_jars_classpath, record_timing, stop_kgate
+from kafka_cluster import clients4_classpath, requests_of, responses_of, scrape, start_kgate_with_metrics
 from scenarios import (
     PARTITIONS,
     RESUME_RECORDS,
@@ -70,6 +74,7 @@ class Run:
     outcome: Outcome
     truth: Optional[Truth]
     truth_error: Optional[str]
+    metrics: dict[str, float]  # kgate's /metrics right after the run
 
 
 def drive(client: str, kg: Kgate, request) -> Outcome:
@@ -93,9 +98,10 @@ def drive(client: str, kg: Kgate, request) -> Outcome:
             pytest.fail("kafkajs is not installed: run tests/setup.sh")
         node = shutil.which("node") or pytest.fail("node not found: run tests/setup.sh")
         # kgate_e2e.js takes one bootstrap address (KGATE_DIRECT=1 gives three)
+        # Kafka answers InitProducerId v0/v1 (tansu does not): no fallback to a
+        # plain producer here.
         return run_external("kafkajs", [node, str(JS_DIR / "kgate_e2e.js")], boot.split(",")[0], RECORDS, comp,
-                            kg.port_base,
-                            cwd=str(JS_DIR))
+                            kg.port_base, cwd=str(JS_DIR), env={"KGATE_E2E_STRICT_IDEMPOTENCE": "1"})
     if client == "franz-go":
         binary = request.getfixturevalue("franz_bin")
         return run_external("franz-go", [str(binary)], boot, RECORDS, comp, kg.port_base)
@@ -105,17 +111,17 @@ def drive(client: str, kg: Kgate, request) -> Outcome:
 @pytest.fixture(scope="module", params=list(CLIENTS))
 def run(request, kafka_cluster) -> Run:
     client = request.param
-    up = kafka_cluster.upstream()
-    kg = start_kgate(up, f"kafka-{client}", avoid_ports=kafka_cluster.all_upstream_ports())
+    kg = start_kgate_with_metrics(kafka_cluster, f"kafka-{client}")
     try:
         outcome = drive(client, kg, request)
+        metrics = scrape(kg.admin_port)
         record_timing(f"Kafka 4.1 cluster: {client} ({CLIENTS[client]})", outcome.timings)
         truth, truth_error = None, None
         try:
             truth = broker_truth(kafka_cluster.bootstrap, outcome.raw["topic"], outcome.raw["group"])
         except Exception as e:  # noqa: BLE001 - asserted on by the tests
             truth_error = f"{type(e).__name__}: {e}"
-        yield Run(client, kg, outcome, truth, truth_error)
+        yield Run(client, kg, outcome, truth, truth_error, metrics)
     finally:
         stop_kgate(kg)
 
@@ -159,3 +165,16 @@ def test_kafka_client_only_sees_kgate_listeners(run: Run, kafka_cluster) -> None
     nodes = {s.node_id for s in o.addresses if s.node_id is not None}
     assert {1, 2, 3} <= nodes, f"{run.client} saw nodes {nodes}\n{o.explain()}"
     run.kgate.check_addresses(o.addresses)
+
+
+def test_kafka_producer_was_idempotent_through_kgate(run: Run) -> None:
+    o = run.outcome
+    why = o.explain()
+    m = run.metrics
+    init = {k: v for k, v in m.items() if "InitProducerId" in k}
+    assert requests_of(m, "InitProducerId") > 0, f"{run.client}: kgate forwarded no InitProducerId request {init}\n{why}"
+    assert responses_of(m, "InitProducerId") > 0, f"{run.client}: kgate relayed no InitProducerId response {init}\n{why}"
+    assert requests_of(m, "Produce") > 0, f"{run.client}: no Produce request through kgate\n{why}"
+    if run.client == "kafkajs":
+        assert o.raw.get("idempotent") is True, f"KafkaJS did not run an idempotent producer\n{why}"
+        assert not o.raw.get("idempotence_error"), why

@@ -3,7 +3,12 @@ real Apache Kafka 4.1 cluster: the KIP-848 consumer group protocol,
 transactions, and the admin operations a user runs, each checked against
 what src/protocol/decision.rs says kgate does with it.
 
-Programs: clients/java4/KafkaClusterOps.java (modes kip848, txn, admin).
+A refusal as a user sees it: the share-group admin calls (KIP-932 keys that
+decision.rs never offers) fail in the Java AdminClient with
+UnsupportedVersionException through kgate, and not so against Kafka itself.
+
+Programs: clients/java4/KafkaClusterOps.java (modes kip848, txn, admin,
+refusals).
 kgate's /metrics (kgate_requests_total / kgate_responses_total by API key)
 shows which requests kgate forwarded.
 """
@@ -185,3 +190,36 @@ def test_refused_keys_and_versions_on_the_wire(kg, kafka_cluster):
     refused = sum(v for k, v in m.items() if k.startswith("kgate_protocol_errors_total"))
     assert refused >= 2, {k: v for k, v in m.items() if k.startswith("kgate_protocol_errors_total")}
     assert kg.proc.alive()
+
+
+REFUSED_OPS = {"describeShareGroups": ("ShareGroupDescribe", 77, "SHARE_GROUP_DESCRIBE"),
+               "listShareGroupOffsets": ("DescribeShareGroupOffsets", 90, "DESCRIBE_SHARE_GROUP_OFFSETS")}
+
+
+def test_refused_share_group_admin_seen_by_the_java_admin_client(kg, kafka_cluster, java4_classes):
+    """kgate's ApiVersions leaves the share-group keys out, so the AdminClient
+    4.1 refuses the calls itself ("The node does not support ...") and never
+    sends them. Directly, Kafka offers the keys and the client sends the
+    requests: Kafka 4.1 answers them itself (success, or an error of its own:
+    with the share.version feature off, as here, UNSUPPORTED_VERSION from the
+    broker, "The version of API is not supported")."""
+    group = f"share-{uuid.uuid4().hex[:8]}"
+    via, out = java4(java4_classes, "refusals", kg.bootstrap_servers, group, timeout=120)
+    direct, out2 = java4(java4_classes, "refusals", kafka_cluster.bootstrap, group, timeout=120)
+    v = {o["op"]: o for o in via["ops"]}
+    d = {o["op"]: o for o in direct["ops"]}
+    why = f"through kgate: {via['ops']}\ndirectly: {direct['ops']}\n{out[-3000:]}"
+    assert v["listTopics"]["ok"] and d["listTopics"]["ok"], why
+    offered_direct = wire.api_versions(LOOPBACK, kafka_cluster.ports[1].plain)
+    offered_via = wire.api_versions(LOOPBACK, kg.port_base)
+    for op, (api, key, name) in REFUSED_OPS.items():
+        assert key in offered_direct and key not in offered_via, (api, sorted(offered_direct), sorted(offered_via))
+        assert not v[op]["ok"] and v[op]["detail"].startswith("UnsupportedVersionException"), \
+            f"{op} through kgate\n{why}"
+        assert f"does not support {name}" in v[op]["detail"], f"{op}: not the client's own refusal\n{why}"
+        assert d[op]["ok"] or "does not support" not in d[op]["detail"], \
+            f"{op} directly: the client refused it itself, so Kafka did not offer {api}\n{why}"
+    m = scrape(kg.admin_port)
+    sent = {api: requests_of(m, api) for api, _, _ in REFUSED_OPS.values()}
+    assert not any(sent.values()), f"refused keys reached kgate: {sent}"
+    assert requests_of(m, "Metadata") > 0

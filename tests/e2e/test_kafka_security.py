@@ -16,6 +16,14 @@ CA) against the broker's real name.
   and consumer run through kgate in plaintext; kgate must re-authenticate on
   every upstream connection before Kafka closes it, and the clients must see
   no disconnect and lose nothing.
+- test_iam_fronts_per_node_with_dial_mapping: the IAM-like listener. One
+  iam_front.IamFront per Kafka node (it checks AWS_MSK_IAM signatures with
+  botocore, grants 3 s sessions and closes expired ones, like MSK's 9098)
+  forwards to that node's PLAINTEXT port; kgate signs AWS_MSK_IAM and dials
+  each node's advertised address through a [[dial]] entry to its front.
+  librdkafka produces and consumes through kgate for 15 s: every front saw
+  first authentications and re-authentications, none failed or expired, and
+  the client lost nothing and saw no disconnect.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import uuid
 
 import pytest
 
-from harness import LOOPBACK, stop_kgate
+from harness import LOOPBACK, log_path, stop_kgate
 from kafka_cluster import (
     NODE_IDS,
     REAUTH_MS,
@@ -194,3 +202,65 @@ def test_scram_reauth_enforced_by_kafka_for_60s(kafka_cluster, tmp_path):
     assert total(end, "kgate_upstream_failures_total") == total(warm, "kgate_upstream_failures_total"), end
     assert total(end, "kgate_connections_total") == total(warm, "kgate_connections_total"), \
         f"clients reconnected after the warm-up: {warm} -> {end}"
+
+
+IAM_LIFETIME_MS = 3000
+IAM_RUN_S = 15
+
+
+def test_iam_fronts_per_node_with_dial_mapping(kafka_cluster):
+    import shutil
+
+    import iam_front
+    from test_sasl_iam import ASIA, REGION, assert_rdkafka_clean, clean_env, env_creds, rdkafka_soak, register
+
+    kafka_cluster.ensure_all_up()
+    fronts: dict[int, iam_front.IamFront] = {}
+    kg = None
+    env = clean_env(env_creds(ASIA))
+    try:
+        for n in NODE_IDS:
+            plain = kafka_cluster.ports[n].plain
+            # The host kgate signs is the broker's advertised name (here
+            # 127.0.0.1, the PLAINTEXT listener's), never the dial address.
+            f = iam_front.IamFront((LOOPBACK, plain), listen=(LOOPBACK, 0), broker_host=LOOPBACK, region=REGION,
+                                   lifetime_ms=IAM_LIFETIME_MS, mechanisms=("AWS_MSK_IAM",),
+                                   log_path=log_path(f"iam-front-kafka-{n}")).start()
+            register(f, ASIA)
+            fronts[n] = f
+        up = kafka_cluster.upstream()
+        dial = [{"broker": f"{LOOPBACK}:{kafka_cluster.ports[n].plain}", "connect": f"{LOOPBACK}:{fronts[n].port}"}
+                for n in NODE_IDS]
+        port = admin_port()
+        kg = start_kgate_toml("kafka-iam-fronts", up, {
+            "dial": dial,
+            "admin_listen": f"{LOOPBACK}:{port}",
+            "upstream_sasl": {"mechanism": "AWS_MSK_IAM", "region": REGION},
+        }, env=env, avoid_ports=kafka_cluster.all_upstream_ports() | {f.port for f in fronts.values()} | {port})
+        r = rdkafka_soak(kg.bootstrap_servers, IAM_RUN_S, 100, name="kafka-iam")
+        stats = {n: f.stats() for n, f in fronts.items()}
+        m = scrape(port)
+    finally:
+        if kg is not None:
+            stop_kgate(kg)
+        for f in fronts.values():
+            f.stop()
+        shutil.rmtree(env["HOME"], ignore_errors=True)
+
+    def brief(st):
+        return {k: st[k] for k in ("connections", "auths", "reauths", "failures", "closes", "expired_closes",
+                                   "requests_forwarded", "by_mechanism")}
+
+    why = "\n".join(f"front of node {n}: {brief(st)}" for n, st in stats.items())
+    events = "\n".join(f"node {n}: " + "\n  ".join(f.events(15)) for n, f in fronts.items())
+    assert_rdkafka_clean(r, "IAM fronts on Kafka:")
+    for n, st in stats.items():
+        assert st["failures"] == [], f"authentication failures at node {n}'s front\n{why}\n{events}"
+        assert st["expired_closes"] == 0, f"node {n}'s front closed expired sessions\n{why}\n{events}"
+        assert st["auths"] >= 1 and st["requests_forwarded"] > 0, f"nothing authenticated at node {n}'s front\n{why}"
+        assert set(st["by_mechanism"]) == {"AWS_MSK_IAM"}, why
+        # Sessions of 3 s over a 15 s run: the connections kept open
+        # re-authenticated on their own, several times.
+        assert st["reauths"] >= 2, f"node {n}'s front saw too few re-authentications\n{why}"
+    assert m.get("kgate_reauth_failures_total", 0) == 0, {k: v for k, v in m.items() if "reauth" in k}
+    assert m.get("kgate_reauth_total", 0) >= len(NODE_IDS) * 2, ({k: v for k, v in m.items() if "reauth" in k}, why)

@@ -11,7 +11,11 @@ Real peers only:
   client and the name.
 - Debian's HAProxy with send-proxy-v2 (and send-proxy, v1) in front of the
   SNI port, as an NLB stand-in: kgate logs the original client address,
-  counts the headers in /metrics, and `required` refuses a direct client.
+  counts the headers in /metrics, `required` refuses a direct client, and a
+  malformed header closes the connection with a log line naming the client.
+- `optional` on a plaintext listener: a client reached once through HAProxy
+  send-proxy-v2 and once directly; both are served, and the log shows the
+  header's address for the first.
 
 Names resolve to 127.0.0.1 through entries this module writes to /etc/hosts
 (and removes afterwards); the tests run as root in CI.
@@ -29,7 +33,18 @@ import uuid
 
 import pytest
 
-from harness import LOOPBACK, Proc, Seen, Upstream, kgate_bin, poll_until, run_dir, stop_kgate, wait_for_port
+from harness import (
+    LOOPBACK,
+    Proc,
+    Seen,
+    Upstream,
+    kgate_bin,
+    poll_until,
+    run_dir,
+    start_kgate,
+    stop_kgate,
+    wait_for_port,
+)
 from scenarios import (
     KEYS,
     RdkafkaLog,
@@ -129,12 +144,13 @@ def check_pattern_addresses(seen: list[Seen], port: int, forbid: set) -> None:
     assert not bad, f"addresses that are not {PATTERN} on port {port}:\n" + "\n".join(bad)
 
 
-def roundtrip(bootstrap: str, pki: Pki, tag: str) -> tuple[list[Seen], str, set[int]]:
-    """librdkafka: produce RECORDS, consume them in a group, commit."""
+def roundtrip(bootstrap: str, pki: Pki, tag: str, topic: str | None = None) -> tuple[list[Seen], str, set[int]]:
+    """librdkafka: produce RECORDS, consume them in a group, commit. The topic
+    is created on first use unless `topic` names one that exists."""
     from confluent_kafka import Producer
 
     run = uuid.uuid4().hex[:8]
-    topic, group = f"sni-{tag}-{run}", f"sni-g-{run}"
+    topic, group = topic or f"sni-{tag}-{run}", f"sni-g-{run}"
     log = RdkafkaLog(f"sni-{run}")
     p = Producer(rdkafka_conf(bootstrap, log, f"sni-p-{run}", **rdk_ssl(pki),
                               **{"enable.idempotence": True, "acks": "all", "linger.ms": 5}))
@@ -355,6 +371,83 @@ def test_required_refuses_a_direct_client(behind_haproxy, pki: Pki) -> None:
     line = wait_for_log(kg.proc, r"PROXY protocol.*required", 5, since=mark)
     assert f"{local[0]}:{local[1]}" in line, line
     assert metric(admin, "kgate_proxy_protocol_total", 'result="missing"') >= before + 1
+
+
+def test_malformed_header_is_closed_and_the_log_names_the_client(behind_haproxy) -> None:
+    kg, port, *_ = behind_haproxy
+    admin = behind_haproxy[4]
+    before = metric(admin, "kgate_proxy_protocol_total", 'result="malformed"')
+    mark = log_mark(kg.proc)
+    raw = socket.create_connection((LOOPBACK, port), timeout=10, source_address=("127.0.0.8", 0))
+    local = raw.getsockname()
+    t0 = time.monotonic()
+    with raw:
+        # a v1 header whose source is no IP address, then a TLS ClientHello's first bytes
+        raw.sendall(b"PROXY TCP4 999.1.2.3 127.0.0.1 4000 443\r\n\x16\x03\x01")
+        try:
+            got = raw.recv(100)
+        except ConnectionResetError:
+            got = b""
+    assert got == b"", f"kgate answered a malformed PROXY header: {got!r}"
+    assert time.monotonic() - t0 < 5, "not closed promptly"
+    line = wait_for_log(kg.proc, r"connection closed: PROXY protocol.*malformed", 5, since=mark)
+    assert f"client=127.0.0.8:{local[1]}" in line, f"the log line does not name the client {local}: {line}"
+    assert "999.1.2.3" in line, f"the log line does not say what was wrong: {line}"
+    assert metric(admin, "kgate_proxy_protocol_total", 'result="malformed"') >= before + 1
+    assert kg.proc.alive()
+
+
+def plain_api_versions(port: int, source: str = LOOPBACK) -> tuple[str, int]:
+    """ApiVersions v0 over plain TCP from `source`; returns the local address
+    after checking the answer carries the request's correlation id."""
+    import struct
+
+    with socket.create_connection((LOOPBACK, port), timeout=10, source_address=(source, 0)) as s:
+        local = s.getsockname()
+        cid = b"pp-probe"
+        body = struct.pack(">hhih", 18, 0, 4242, len(cid)) + cid
+        s.sendall(struct.pack(">i", len(body)) + body)
+        head = b""
+        while len(head) < 8:
+            chunk = s.recv(8 - len(head))
+            assert chunk, f"kgate closed the connection from {local} after {len(head)} bytes"
+            head += chunk
+        n, corr = struct.unpack(">ii", head)
+        assert n > 4 and corr == 4242, (n, corr)
+    return local
+
+
+def test_optional_on_a_plaintext_listener_serves_both_ways(mock_cluster: Upstream) -> None:  # noqa: F811
+    from confluent_kafka.admin import AdminClient
+
+    admin = free_port_on(LOOPBACK)
+    kg = start_kgate(mock_cluster, "pp-optional", ["--proxy-protocol", "optional", "--log-level", "kgate=debug",
+                                                   "--admin-listen", f"{LOOPBACK}:{admin}"])
+    v2, v1 = free_port_on(LOOPBACK), free_port_on(LOOPBACK)
+    hp = start_haproxy(v2, v1, kg.port_base)
+    try:
+        mark = log_mark(kg.proc)
+        absent = metric(admin, "kgate_proxy_protocol_total", 'result="absent"')
+        got_v2 = metric(admin, "kgate_proxy_protocol_total", 'result="v2"')
+        # Through HAProxy: the header's address is the client's.
+        via = plain_api_versions(v2, "127.0.0.7")
+        line = wait_for_log(kg.proc, r"PROXY protocol header.*127\.0\.0\.7", 5, since=mark)
+        assert f"client=127.0.0.7:{via[1]}" in line and "version=2" in line, line
+        # Directly, no header: served all the same.
+        direct = plain_api_versions(kg.port_base, "127.0.0.9")
+        wait_for_log(kg.proc, rf"client=127\.0\.0\.9:{direct[1]}", 5, since=mark)
+        # A real client through HAProxy, and one directly: metadata both ways.
+        for boot in (f"{LOOPBACK}:{v2}", kg.bootstrap_servers):
+            md = AdminClient({"bootstrap.servers": boot}).list_topics(timeout=15)
+            assert sorted(md.brokers) == [1, 2, 3], f"{boot}: {md.brokers}"
+            assert all((b.host, b.port) == kg.listener(n) for n, b in md.brokers.items()), md.brokers
+        assert metric(admin, "kgate_proxy_protocol_total", 'result="v2"') >= got_v2 + 2
+        assert metric(admin, "kgate_proxy_protocol_total", 'result="absent"') >= absent + 2
+        text = kg.proc.log_text()
+        assert "connection closed: PROXY protocol" not in text, kg.proc.log_tail(40)
+    finally:
+        hp.stop()
+        stop_kgate(kg)
 
 
 # ==========================================================================

@@ -14,6 +14,9 @@
 //   mover <bootstrap> <topic> <group> <stop file>
 //       an idempotent acks=all producer and a consumer in a group run until the stop file
 //       exists; then every acknowledged record must have been consumed.
+//   refusals <bootstrap> <group>
+//       admin operations whose API keys kgate never offers (share groups, KIP-932), plus
+//       a control that kgate forwards; each recorded as ok or failed with its exception.
 //   reassign <bootstrap> <topic> <p:r1.r2.r3,...>
 //       direct admin: reassigns replicas (first = preferred leader), waits, and elects
 //       the preferred leaders.
@@ -71,6 +74,7 @@ public final class KafkaClusterOps {
                 case "kip848": kip848(args[1], args[2], args[3]); break;
                 case "txn": txn(args[1], args[2], args[3]); break;
                 case "admin": admin(args[1], args[2], args[3]); break;
+                case "refusals": refusals(args[1], args[2]); break;
                 case "mover": mover(args[1], args[2], args[3], args[4]); break;
                 case "reassign": reassign(args[1], args[2], args[3]); break;
                 default: errors.add("unknown mode " + mode);
@@ -393,6 +397,20 @@ public final class KafkaClusterOps {
             r.put("detail", describe(c));
             ops.add(r);
             return null;
+        }
+    }
+
+    static void refusals(String bootstrap, String group) throws Exception {
+        out.put("ops", ops);
+        final long T = 30;
+        Properties p = common(bootstrap, "admin-refusals");
+        p.put("default.api.timeout.ms", "20000");
+        try (Admin a = Admin.create(p)) {
+            op("listTopics", "Metadata", () -> a.listTopics().names().get(T, TimeUnit.SECONDS).size());
+            op("describeShareGroups", "ShareGroupDescribe",
+               () -> a.describeShareGroups(List.of(group)).all().get(T, TimeUnit.SECONDS));
+            op("listShareGroupOffsets", "DescribeShareGroupOffsets",
+               () -> a.listShareGroupOffsets(Map.of(group, new ListShareGroupOffsetsSpec())).all().get(T, TimeUnit.SECONDS));
         }
     }
 
