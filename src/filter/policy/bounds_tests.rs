@@ -40,10 +40,16 @@ fn init_producer_id() {
     use kafka_protocol::messages::{InitProducerIdRequest, ProducerId};
     agrees(
         &INIT_PRODUCER_ID,
-        &InitProducerIdRequest::default()
-            .with_producer_id(ProducerId(7))
-            .with_producer_epoch(2),
+        &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
     );
+    let bump = InitProducerIdRequest::default()
+        .with_producer_id(ProducerId(7))
+        .with_producer_epoch(2);
+    for v in 3..=5 {
+        let b = enc(&bump, v);
+        check(&INIT_PRODUCER_ID, v, &b).unwrap_or_else(|e| panic!("v{v}: {e}"));
+        assert!(check(&INIT_PRODUCER_ID, v, &b[..b.len() - 1]).is_err());
+    }
 }
 
 #[test]
