@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod config;
 pub mod downstream;
+pub mod fd_limit;
 pub mod filter;
 pub mod listener;
 pub mod live;
@@ -320,9 +321,25 @@ async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListen
 }
 
 /// Binds the bootstrap, static and admin listeners and starts accepting.
+/// Raises the open-file limit and says when it is still short: each client
+/// connection holds two descriptors, each listener one.
+fn open_files(c: &Config) {
+    let Some((before, after)) = fd_limit::raise() else {
+        return;
+    };
+    if after != before {
+        info!(before, after, "raised the open-file soft limit to the hard limit");
+    }
+    let needed = (2 * c.max_connections + c.max_dynamic_listeners + 64) as u64;
+    if after < needed {
+        warn!(limit = after, needed, max_connections = c.max_connections, "the open-file limit is below what max_connections needs; raise the hard limit (LimitNOFILE, ulimit -Hn) or lower max_connections");
+    }
+}
+
 pub async fn start(config: Config) -> Result<Running, String> {
     tls::install_provider();
     let config = Arc::new(config);
+    open_files(&config);
     let upstream_tls = config.upstream_tls.as_ref().map(UpstreamTls::new).transpose()?;
     let downstream_tls = config
         .downstream_tls

@@ -194,10 +194,11 @@ def test_kubernetes_memory_holds_the_configured_connection_limit() -> None:
 
 def test_deploy_readme_states_the_kubernetes_nofile_requirement() -> None:
     # Kubernetes has no per-pod ulimit: the node's container runtime sets it,
-    # and deploy/README.md must name the soft limit the ConfigMap needs.
+    # and deploy/README.md must name the hard limit the ConfigMap needs
+    # (kgate raises its soft limit to the hard one at start).
     need = needed_fds(configmap_config())
     text = (REPO / "deploy/README.md").read_text()
-    m = re.search(r"soft\s+`?nofile`?\s+limit\s+of\s+at\s+least\s+([\d,]+)", text)
+    m = re.search(r"hard\s+`?nofile`?\s+limit\s+of\s+at\s+least\s+([\d,]+)", text)
     assert m, "deploy/README.md states no Kubernetes nofile requirement"
     assert int(m.group(1).replace(",", "")) >= need, (m.group(0), need)
 
