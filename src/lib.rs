@@ -344,7 +344,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
     let downstream_tls = config
         .downstream_tls
         .as_ref()
-        .map(DownstreamTls::new)
+        .map(|d| DownstreamTls::new(d, config.sni.as_ref()))
         .transpose()?;
     let authenticator = authenticator(&config).await;
     let (tx, rx) = mpsc::unbounded_channel::<NewListener>();

@@ -2,7 +2,7 @@
 //! CA bundle and matching its subject CN or SAN against an allow-list.
 //! A rejected client gets a TLS alert and a log line naming the subject.
 
-use crate::config::DownstreamTlsConfig;
+use crate::config::{DownstreamTlsConfig, SniConfig};
 use crate::tls::describe::describe_io;
 use crate::tls::identity::{identity, Identity};
 use crate::tls::material::{load_certs, load_key, load_roots};
@@ -21,7 +21,12 @@ pub struct DownstreamTls {
     pub config: Arc<Reloadable<Arc<ServerConfig>>>,
 }
 
-fn build(c: &DownstreamTlsConfig) -> Result<Arc<ServerConfig>, String> {
+fn build(c: &DownstreamTlsConfig, sni: Option<&SniConfig>) -> Result<Arc<ServerConfig>, String> {
+    if let Some(sni) = sni {
+        // A renewed certificate must still cover the SNI port's names;
+        // one that does not is refused and the current one kept.
+        crate::tls::names::check_sni_names(&c.cert_file, sni).map_err(|e| format!("[sni]: {e}"))?;
+    }
     let chain = load_certs(&c.cert_file)?;
     let key = load_key(&c.key_file, c.passphrase.as_ref())?;
     let builder = ServerConfig::builder();
@@ -45,11 +50,18 @@ fn build(c: &DownstreamTlsConfig) -> Result<Arc<ServerConfig>, String> {
 }
 
 impl DownstreamTls {
-    pub fn new(c: &DownstreamTlsConfig) -> Result<Self, String> {
+    /// With `sni`, every build (start and reload) checks that the
+    /// certificate covers the SNI port's names.
+    pub fn new(c: &DownstreamTlsConfig, sni: Option<&SniConfig>) -> Result<Self, String> {
         let mut files = vec![c.cert_file.clone(), c.key_file.clone()];
         files.extend(c.client_ca_file.clone());
         let owned = c.clone();
-        let config = Reloadable::new("downstream_tls", files, Box::new(move || build(&owned)))?;
+        let sni = sni.cloned();
+        let config = Reloadable::new(
+            "downstream_tls",
+            files,
+            Box::new(move || build(&owned, sni.as_ref())),
+        )?;
         Ok(DownstreamTls { config })
     }
 
