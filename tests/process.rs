@@ -256,14 +256,20 @@ async fn claimed_sizes_reserve_nothing_under_an_address_space_limit() {
     wait_listening(&mut k, base, &log).await;
     let pid = k.0.id();
     let before = vm_kib(pid);
-    assert!(before < 1 << 20, "kgate's idle address space is {before} KiB, too close to the 2 GiB limit for this test");
+    assert!(
+        before < 1 << 20,
+        "kgate's idle address space is {before} KiB, too close to the 2 GiB limit for this test"
+    );
     let mut held = Vec::new();
     for corr in 0..500 {
         let mut s = TcpStream::connect(("127.0.0.1", base)).await.unwrap();
         // A valid first request opens the upstream; then the claim.
         let m = request_frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default());
         s.write_all(&m).await.unwrap();
-        assert!(read_frame(&mut s).await.is_some(), "client {corr}: Metadata answered");
+        assert!(
+            read_frame(&mut s).await.is_some(),
+            "client {corr}: Metadata answered"
+        );
         let mut claim = (90i32 << 20).to_be_bytes().to_vec();
         claim.extend_from_slice(&[0, 0, 0, 9, 0, 0, 0, 2, 0, 1, b'c', 0xff]);
         s.write_all(&claim).await.unwrap();
