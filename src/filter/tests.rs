@@ -15,6 +15,8 @@ pub struct TestConn {
     pub principal: Option<std::sync::Arc<str>>,
     pub stash: Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>,
     pub upstream_auth: Option<std::sync::Arc<crate::upstream::sasl::Authenticator>>,
+    /// The cluster generation the connection's broker belongs to.
+    pub generation: u64,
 }
 
 impl TestConn {
@@ -35,6 +37,7 @@ impl Default for TestConn {
             principal: None,
             stash: Mutex::new(Vec::new()),
             upstream_auth: None,
+            generation: 0,
         }
     }
 }
@@ -77,6 +80,9 @@ impl Conn for TestConn {
     }
     fn authenticator(&self) -> Option<std::sync::Arc<crate::upstream::sasl::Authenticator>> {
         self.upstream_auth.clone()
+    }
+    fn cluster_generation(&self) -> u64 {
+        self.generation
     }
 }
 
