@@ -1,8 +1,10 @@
 //! The checks every broker address from the cluster passes before kgate
 //! would dial it or give it a listener (a valid host, the upstream
 //! allow-list, a port), and how a refused broker is reported: every
-//! refusal is counted, but a WARN line is written the first time a broker,
-//! address and cause are seen, not each time a response repeats them.
+//! refusal is counted, but a WARN line is written only the first time a
+//! broker, address and cause are seen, not each time a response repeats
+//! them (and first sights are rate-limited per cause, so one response
+//! naming thousands of brokers cannot flood the log).
 
 use crate::config::{Config, HostPort};
 use crate::logs::clip;
@@ -93,9 +95,11 @@ impl Hosts {
             .dynamic_listeners_refused
             .fetch_add(1, Relaxed);
         match self.sight(format!("{cause}\0{node_id}\0{detail}")) {
-            Sight::First => warn!(node_id, cause, "{why}"),
             Sight::Again => debug!(node_id, cause, "{why}"),
-            Sight::Unknown => {
+            // New (or beyond the set's bound). A response naming thousands
+            // of new brokers at once still writes a few lines per cause and
+            // second, and the rest as a "suppressed" count.
+            Sight::First | Sight::Unknown => {
                 if let Some(suppressed) = crate::logs::allow(&format!("refused:{cause}")) {
                     warn!(node_id, cause, suppressed, "{why}");
                 }
