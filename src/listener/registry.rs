@@ -1,9 +1,9 @@
 //! The registry of broker listeners: static ones from the config, and
 //! dynamic ones created the first time a broker appears in a response
 //! (deterministic port `port_base + 1 + node_id`, or the next free port of
-//! a configured range). A broker that moves re-points its listener.
+//! a configured range). A broker that moves re-points its listener. Every
+//! broker address passes [`Hosts`] (valid host, allow-list, port) first.
 
-pub use super::hosts::valid_host;
 use super::hosts::Hosts;
 use crate::config::{Config, HostPort};
 use crate::rewrite::{Advertised, BrokerMapper, MapError};
