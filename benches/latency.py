@@ -16,6 +16,13 @@ direct p50 of the same run. Writes benches/results/latency.md.
 Environment: KGATE_BIN (default target/release/kgate), BENCH_ROUNDS (5),
 BENCH_SMALL (2000 records of 100 B per round), BENCH_LARGE (200 records of
 256 KiB per round).
+
+After the timed rounds, a profile pass sends one more round per size
+through each proxy with `perf stat` attached to the proxy's process only:
+system calls, context switches and CPU time per record. That is where a
+proxy's added latency comes from on a loaded 2-core machine (each wake-up
+and each system call is a chance to wait for a core), and it is reported
+beside the latency table.
 """
 
 from __future__ import annotations
@@ -82,6 +89,8 @@ def main() -> None:
         procs.append(p)
         return p
 
+    pids: dict[str, int] = {}
+
     try:
         boots = {}
         # direct
@@ -97,7 +106,9 @@ def main() -> None:
             "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 600s\n  timeout server 600s\n"
             f"frontend f\n  bind 127.0.0.1:{front}\n  default_backend b\nbackend b\n  server s 127.0.0.1:{back}\n"
         )
-        wait_port(front, start(["haproxy", "-db", "-f", str(cfg)], "haproxy"), "haproxy")
+        hp = start(["haproxy", "-db", "-f", str(cfg)], "haproxy")
+        wait_port(front, hp, "haproxy")
+        pids["haproxy"] = hp.pid
         boots["haproxy"] = f"127.0.0.1:{front}"
         # kgate
         kport = free_port()
@@ -106,7 +117,9 @@ def main() -> None:
         base = free_port()
         while not all(_free(base + i) for i in range(0, 120)):
             base = free_port()
-        wait_port(base, start([KGATE, "run", "--bootstrap", f"127.0.0.1:{kport}", "--port-base", str(base), "--admin-listen", "off"], "kgate"), "kgate")
+        kp = start([KGATE, "run", "--bootstrap", f"127.0.0.1:{kport}", "--port-base", str(base), "--admin-listen", "off"], "kgate")
+        wait_port(base, kp, "kgate")
+        pids["kgate"] = kp.pid
         boots["kgate"] = f"127.0.0.1:{base}"
 
         for path, b in boots.items():
@@ -136,7 +149,7 @@ def main() -> None:
                         pr.produce("lat", payload)
                         pr.flush(10)
                         out.append((time.perf_counter_ns() - t) / 1000)
-        report(samples, boots)
+        report(samples, boots, profile(producers, pids, run))
     finally:
         for p in procs:
             p.terminate()
@@ -145,6 +158,38 @@ def main() -> None:
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+PERF_EVENTS = "raw_syscalls:sys_enter,context-switches,task-clock"
+
+
+def profile(producers: dict, pids: dict[str, int], run: Path) -> list[str]:
+    """System calls, context switches and CPU µs per record, per proxy."""
+    if not shutil.which("perf"):
+        return ["(perf not installed: no profile pass)"]
+    rows = ["| size | proxy | syscalls / record | context switches / record | CPU µs / record |",
+            "|---|---|---:|---:|---:|"]
+    for size, n in SIZES:
+        payload = b"x" * size
+        for path, pid in pids.items():
+            out = run / f"perf-{path}-{size}.csv"
+            perf = subprocess.Popen(["perf", "stat", "-x,", "-e", PERF_EVENTS, "-p", str(pid), "-o", str(out)])
+            time.sleep(0.3)
+            pr = producers[path]
+            for _ in range(n):
+                pr.produce("lat", payload)
+                pr.flush(10)
+            perf.send_signal(2)
+            perf.wait(10)
+            counts = {}
+            for line in out.read_text().splitlines():
+                parts = line.split(",")
+                if len(parts) > 2 and parts[0].replace(".", "").isdigit():
+                    counts[parts[2]] = float(parts[0])
+            label = "100 B" if size == 100 else f"{size // 1024} KiB"
+            rows.append(f"| {label} | {path} | {counts.get('raw_syscalls:sys_enter', 0) / n:.1f} | "
+                        f"{counts.get('context-switches', 0) / n:.2f} | {counts.get('task-clock', 0) * 1000 / n:.1f} |")
+    return rows
 
 
 def _free(port: int) -> bool:
@@ -161,7 +206,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def report(samples: dict, boots: dict) -> None:
+def report(samples: dict, boots: dict, prof: list[str]) -> None:
     lines = [
         "## Added latency: one record at a time (librdkafka, linger.ms=0, acks=1) against tansu",
         "",
@@ -178,6 +223,8 @@ def report(samples: dict, boots: dict) -> None:
             p50 = statistics.median(xs)
             label = "100 B" if size == 100 else f"{size // 1024} KiB"
             lines.append(f"| {label} | {p} | {p50:.0f} | {pct(xs, 0.99):.0f} | {p50 - d50:+.0f} |")
+    lines += ["", "Profile pass (`perf stat -p` on the proxy's process, one more round per size, "
+              "after the timed rounds):", ""] + prof
     text = "\n".join(lines) + "\n"
     (REPO / "benches/results/latency.md").write_text(text)
     print(text)

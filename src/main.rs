@@ -114,92 +114,108 @@ fn return_memory_after_bursts() {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.cmd {
+    match Cli::parse().cmd {
         Cmd::User(cmd) => user(cmd),
-        Cmd::CheckConfig(args) => match args.check().and_then(|c| {
-            // The users file and the JWKS parse as `run` will read them.
-            match &c.client_auth {
-                Some(a) => kgate::downstream::sasl::Server::new(a)
-                    .map(|_| c)
-                    .map_err(|e| format!("{}: {e}", args.origin())),
-                None => Ok(c),
-            }
-        }) {
-            Ok(c) => {
-                println!(
-                    "{}: OK ({} bootstrap server(s), {} static listener(s), bootstrap listener {}:{})",
-                    args.origin(),
-                    c.bootstrap.len(),
-                    c.static_listeners.len(),
-                    c.bind_host,
-                    c.port_base
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Cmd::Run(args) => {
-            let again = (*args).clone();
-            let config = match args.resolve() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            init_logs(&config);
-            return_memory_after_bursts();
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(config.worker_threads)
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            rt.block_on(async move {
-                let running = match kgate::start(config).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                let shared = running.shared.clone();
-                let on_hup = move || {
-                    let (shared, again) = (shared.clone(), again.clone());
-                    async move {
-                        shared.reload_tls(true);
-                        match again.resolve() {
-                            Ok(new) => shared.reload(new).await,
-                            Err(e) => tracing::error!(error = %e, "SIGHUP: configuration is invalid; keeping the running one"),
-                        }
-                    }
-                };
-                wait_for_signal(on_hup).await;
-                let drain = running.shared.config.drain_timeout;
-                tracing::info!(drain_timeout_ms = drain.as_millis() as u64, "shutting down: not ready, listeners closed, draining in-flight requests (signal again to exit now)");
-                tokio::select! {
-                    left = running.drain() => {
-                        if left > 0 {
-                            tracing::warn!(connections = left, "drain timeout reached; closing the rest");
-                        } else {
-                            tracing::info!("drained");
-                        }
-                    }
-                    _ = second_signal() => tracing::warn!("second signal: exiting now"),
-                }
-                ExitCode::SUCCESS
-            })
+        Cmd::CheckConfig(args) => check_config(&args),
+        Cmd::Run(args) => run(*args),
+    }
+}
+
+fn check_config(args: &CheckArgs) -> ExitCode {
+    let checked = args.check().and_then(|c| {
+        // The users file and the JWKS parse as `run` will read them.
+        match &c.client_auth {
+            Some(a) => kgate::downstream::sasl::Server::new(a)
+                .map(|_| c)
+                .map_err(|e| format!("{}: {e}", args.origin())),
+            None => Ok(c),
+        }
+    });
+    match checked {
+        Ok(c) => {
+            println!(
+                "{}: OK ({} bootstrap server(s), {} static listener(s), bootstrap listener {}:{})",
+                args.origin(),
+                c.bootstrap.len(),
+                c.static_listeners.len(),
+                c.bind_host,
+                c.port_base
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let again = args.clone();
+    let config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(&config);
+    return_memory_after_bursts();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(serve(config, again))
+}
+
+/// Runs until a signal, reloading on SIGHUP (`again` resolves the
+/// configuration anew), then drains.
+async fn serve(config: Config, again: RunArgs) -> ExitCode {
+    let running = match kgate::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _flush = tokio::spawn(kgate::logs::flush_task());
+    let shared = running.shared.clone();
+    let on_hup = move || {
+        let (shared, again) = (shared.clone(), again.clone());
+        async move {
+            shared.reload_tls(true);
+            match again.resolve() {
+                Ok(new) => shared.reload(new).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "SIGHUP: configuration is invalid; keeping the running one")
+                }
+            }
+        }
+    };
+    wait_for_signal(on_hup).await;
+    let drain = running.shared.config.drain_timeout;
+    tracing::info!(
+        drain_timeout_ms = drain.as_millis() as u64,
+        "shutting down: not ready, listeners closed, draining in-flight requests (signal again to exit now)"
+    );
+    tokio::select! {
+        left = running.drain() => {
+            if left > 0 {
+                tracing::warn!(connections = left, "drain timeout reached; closing the rest");
+            } else {
+                tracing::info!("drained");
+            }
+        }
+        _ = second_signal() => tracing::warn!("second signal: exiting now"),
+    }
+    ExitCode::SUCCESS
 }
 
 async fn second_signal() {

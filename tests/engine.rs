@@ -323,34 +323,31 @@ async fn tls_client(
         .expect("TLS handshake with kgate")
 }
 
+/// Only hosts on the upstream allow-list get a listener; the rest are left
+/// out of the response. Everything here is loopback: link-local and other
+/// non-loopback refusals are covered by `upstream::allow`'s unit tests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn by_default_only_the_bootstrap_s_neighbourhood_is_dialled() {
+async fn only_allow_listed_hosts_are_dialled() {
     let host = |i: i32| match i {
-        1 => "127.0.0.1".to_string(),
-        2 => "169.254.169.254".to_string(),
-        3 => "evil.example.net".to_string(),
-        4 => "10.0.0.5".to_string(),
-        _ => "localhost".to_string(),
+        2 => "127.0.0.2".to_string(),
+        3 => "localhost".to_string(),
+        _ => "127.0.0.1".to_string(),
     };
-    let up = broker(FetchResponse::default(), many_brokers(5, host)).await;
+    let up = broker(FetchResponse::default(), many_brokers(4, host)).await;
     let mut c = kgate::config::Config::with_bootstrap(vec![hp(up)]);
     c.port_base = free_port_base(8);
     c.admin_listen = None;
+    c.upstream_hosts = Some(vec!["127.0.0.1".into()]);
+    let refused = || metrics::get().dynamic_listeners_refused.load(Relaxed);
+    let before = refused();
     let kg = start_with(c).await;
     let r = metadata_through(&kg).await;
     let ids: Vec<i32> = r.brokers.iter().map(|b| b.node_id.0).collect();
-    assert_eq!(
-        ids,
-        vec![1, 5],
-        "metadata service, foreign names and other subnets are not dialled"
-    );
+    assert_eq!(ids, vec![1, 4], "hosts upstream_hosts does not name are left out");
+    assert!(refused() >= before + 2, "each refusal is counted");
     use kgate::rewrite::BrokerMapper;
-    let e = kg
-        .shared
-        .registry
-        .advertise(2, "169.254.169.254", 80)
-        .unwrap_err();
-    assert!(e.0.contains("link-local"), "{e}");
+    let e = kg.shared.registry.advertise(2, "127.0.0.2", 9092).unwrap_err();
+    assert!(e.0.contains("127.0.0.2:9092 is not dialled"), "{e}");
 }
 
 /// Nothing happens upstream until a client sends a complete request: a

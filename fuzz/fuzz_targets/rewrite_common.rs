@@ -1,14 +1,19 @@
 //! Shared body of the rewriter fuzz targets: arbitrary broker bytes give an
 //! error or a frame that itself rewrites cleanly to the same bytes, never a
-//! panic.
+//! panic, whether or not the mapper refuses some brokers.
 
 use kgate::protocol::decision::RewriteKind;
 use kgate::rewrite::{rewrite, Advertised, BrokerMapper, MapError};
 
+/// Maps most brokers, and refuses every third node id, so leaving a broker
+/// out of a response (a refused host, a failed listener) is fuzzed too.
 struct Map;
 
 impl BrokerMapper for Map {
     fn advertise(&self, node_id: i32, _host: &str, _port: i32) -> Result<Advertised, MapError> {
+        if node_id % 3 == 0 {
+            return Err(MapError(format!("broker {node_id} refused")));
+        }
         Ok(Advertised { host: "kgate.local".into(), port: 20000 + (node_id % 1000) })
     }
 }

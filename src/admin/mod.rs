@@ -64,7 +64,9 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                warn!(error = %e, "admin accept failed");
+                if let Some(suppressed) = crate::logs::allow("admin-accept") {
+                    warn!(error = %e, suppressed, "admin accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

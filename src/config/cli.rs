@@ -227,6 +227,12 @@ impl RunArgs {
             Some(p) => (FileConfig::load(p)?, p.display().to_string()),
             None => (FileConfig::default(), "command line".to_string()),
         };
+        let (upstream_tls, downstream_tls, ops, upstream_sasl) = (
+            self.upstream_tls_overrides(),
+            self.downstream_tls_overrides(),
+            self.ops_overrides(),
+            self.upstream_sasl_overrides(),
+        );
         let o = Overrides {
             bootstrap: self.bootstrap,
             bind_host: self.bind_host,
@@ -248,60 +254,73 @@ impl RunArgs {
             log_format: self.log_format,
             proxy_protocol: self.proxy_protocol,
             log_level: self.log_level,
-            upstream_tls: FileUpstreamTls {
-                enabled: self.upstream_tls,
-                ca_file: self.upstream_ca_file,
-                cert_file: self.upstream_cert_file,
-                key_file: self.upstream_key_file,
-                key_passphrase_file: self.upstream_key_passphrase_file,
-                key_passphrase_env: self.upstream_key_passphrase_env,
-                server_name: self.upstream_server_name,
-                insecure_skip_verify: self.upstream_insecure_skip_verify,
-            },
-            downstream_tls: FileDownstreamTls {
-                enabled: self.downstream_tls,
-                cert_file: self.downstream_cert_file,
-                key_file: self.downstream_key_file,
-                key_passphrase_file: self.downstream_key_passphrase_file,
-                key_passphrase_env: self.downstream_key_passphrase_env,
-                client_ca_file: self.downstream_client_ca_file,
-                allowed_subjects: self.downstream_allowed_subjects,
-                principal: None,
-            },
-            ops: super::ops::OpsOverrides {
-                admin_listen: self.admin_listen,
-                admin_max_connections: self.admin_max_connections,
-                admin_header_timeout_ms: self.admin_header_timeout_ms,
-                admin_request_timeout_ms: self.admin_request_timeout_ms,
-                ready_window_ms: self.ready_window_ms,
-                drain_timeout_ms: self.drain_timeout_ms,
-                max_connections: self.max_connections,
-                max_connections_per_listener: self.max_connections_per_listener,
-                idle_timeout_ms: self.idle_timeout_ms,
-                request_timeout_ms: self.request_timeout_ms,
-                first_request_timeout_ms: self.first_request_timeout_ms,
-                max_connections_per_client: self.max_connections_per_client,
-                upstream_connect_rate: self.upstream_connect_rate,
-                upstream_connect_burst: self.upstream_connect_burst,
-                upstream_max_connections_per_broker: self.upstream_max_connections_per_broker,
-                upstream_connect_wait_ms: self.upstream_connect_wait_ms,
-                upstream_hold: self.upstream_hold,
-            },
-            upstream_sasl: FileSasl {
-                mechanism: self.upstream_sasl_mechanism,
-                username: self.upstream_sasl_username,
-                password_file: self.upstream_sasl_password_file,
-                password_env: self.upstream_sasl_password_env,
-                region: self.upstream_sasl_region,
-                profile: self.aws_profile,
-                role_arn: self.aws_role_arn,
-                external_id: self.aws_external_id,
-                session_name: self.aws_session_name,
-                sts_region: self.aws_sts_region,
-                sts_endpoint: self.aws_sts_endpoint,
-            },
+            upstream_tls,
+            downstream_tls,
+            ops,
+            upstream_sasl,
         };
         build(file, o, &origin)
+    }
+
+    fn upstream_tls_overrides(&self) -> FileUpstreamTls {
+        FileUpstreamTls {
+            enabled: self.upstream_tls,
+            ca_file: self.upstream_ca_file.clone(),
+            cert_file: self.upstream_cert_file.clone(),
+            key_file: self.upstream_key_file.clone(),
+            key_passphrase_file: self.upstream_key_passphrase_file.clone(),
+            key_passphrase_env: self.upstream_key_passphrase_env.clone(),
+            server_name: self.upstream_server_name.clone(),
+            insecure_skip_verify: self.upstream_insecure_skip_verify,
+        }
+    }
+    fn downstream_tls_overrides(&self) -> FileDownstreamTls {
+        FileDownstreamTls {
+            enabled: self.downstream_tls,
+            cert_file: self.downstream_cert_file.clone(),
+            key_file: self.downstream_key_file.clone(),
+            key_passphrase_file: self.downstream_key_passphrase_file.clone(),
+            key_passphrase_env: self.downstream_key_passphrase_env.clone(),
+            client_ca_file: self.downstream_client_ca_file.clone(),
+            allowed_subjects: self.downstream_allowed_subjects.clone(),
+            principal: None,
+        }
+    }
+    fn ops_overrides(&self) -> super::ops::OpsOverrides {
+        super::ops::OpsOverrides {
+            admin_listen: self.admin_listen.clone(),
+            admin_max_connections: self.admin_max_connections,
+            admin_header_timeout_ms: self.admin_header_timeout_ms,
+            admin_request_timeout_ms: self.admin_request_timeout_ms,
+            ready_window_ms: self.ready_window_ms,
+            drain_timeout_ms: self.drain_timeout_ms,
+            max_connections: self.max_connections,
+            max_connections_per_listener: self.max_connections_per_listener,
+            idle_timeout_ms: self.idle_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+            first_request_timeout_ms: self.first_request_timeout_ms,
+            max_connections_per_client: self.max_connections_per_client,
+            upstream_connect_rate: self.upstream_connect_rate,
+            upstream_connect_burst: self.upstream_connect_burst,
+            upstream_max_connections_per_broker: self.upstream_max_connections_per_broker,
+            upstream_connect_wait_ms: self.upstream_connect_wait_ms,
+            upstream_hold: self.upstream_hold,
+        }
+    }
+    fn upstream_sasl_overrides(&self) -> FileSasl {
+        FileSasl {
+            mechanism: self.upstream_sasl_mechanism.clone(),
+            username: self.upstream_sasl_username.clone(),
+            password_file: self.upstream_sasl_password_file.clone(),
+            password_env: self.upstream_sasl_password_env.clone(),
+            region: self.upstream_sasl_region.clone(),
+            profile: self.aws_profile.clone(),
+            role_arn: self.aws_role_arn.clone(),
+            external_id: self.aws_external_id.clone(),
+            session_name: self.aws_session_name.clone(),
+            sts_region: self.aws_sts_region.clone(),
+            sts_endpoint: self.aws_sts_endpoint.clone(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod cli;
 pub mod client_auth;
 mod file;
 mod identity;
+mod limits;
 pub mod listeners;
 mod ops;
 pub mod policy;

@@ -167,9 +167,10 @@ impl ClientCertVerifier for AllowList {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let id = identity(end_entity);
+        // The subject is the peer's: cut before it reaches a log line.
         let subject = id
             .as_ref()
-            .map(|i| i.subject.clone())
+            .map(|i| crate::logs::clip_to(&i.subject, 200))
             .unwrap_or_else(|| "<unparseable>".into());
         if let Err(e) = self.inner.verify_client_cert(end_entity, intermediates, now) {
             let cause = crate::tls::describe::describe(&e);

@@ -129,4 +129,130 @@ mod tests {
         assert_eq!(f.response_need(1, 15), ResponseNeed::Skip);
         assert_eq!(f.response_need(19, 7), ResponseNeed::Skip);
     }
+
+    /// Hands out kgate-N:(20000+N) and records who asked for what; only
+    /// broker 1 has a listener already (`known`).
+    struct Listeners {
+        advertised: std::sync::Mutex<Vec<i32>>,
+    }
+
+    impl BrokerMapper for Listeners {
+        fn advertise(&self, id: i32, _: &str, _: i32) -> Result<Advertised, MapError> {
+            self.advertised.lock().unwrap().push(id);
+            Ok(Advertised {
+                host: format!("kgate-{id}").into(),
+                port: 20000 + id,
+            })
+        }
+        fn known(&self, id: i32) -> Result<Advertised, MapError> {
+            match id {
+                1 => Ok(Advertised {
+                    host: "kgate-1".into(),
+                    port: 20001,
+                }),
+                _ => Err(MapError(format!("broker {id} has no listener"))),
+            }
+        }
+    }
+
+    use crate::filter::tests::TestConn;
+    use crate::rewrite::tests::{fetch_response, frame, metadata_frame};
+    use crate::rewrite::{Advertised, MapError};
+    use kafka_protocol::messages::{ApiKey, MetadataResponse, ResponseHeader};
+    use kafka_protocol::protocol::Decodable;
+
+    /// The filter on cluster generation 2, and its mapper.
+    fn filter() -> (BrokerAddress, Arc<Listeners>) {
+        let m = Arc::new(Listeners {
+            advertised: std::sync::Mutex::new(Vec::new()),
+        });
+        let f = BrokerAddress {
+            mapper: m.clone(),
+            generation: Some(Arc::new(AtomicU64::new(2))),
+        };
+        (f, m)
+    }
+
+    fn h(api_key: i16, api_version: i16) -> RequestHeader {
+        RequestHeader {
+            api_key,
+            api_version,
+            correlation_id: 42,
+        }
+    }
+
+    fn broker_ids(f: &[u8]) -> Vec<(i32, String)> {
+        let mut b = bytes::Bytes::copy_from_slice(&f[4..]);
+        ResponseHeader::decode(&mut b, ApiKey::Metadata.response_header_version(12)).unwrap();
+        let m = MetadataResponse::decode(&mut b, 12).unwrap();
+        m.brokers
+            .iter()
+            .map(|b| (b.node_id.0, b.host.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_current_cluster_s_metadata_is_rewritten_to_kgate_listeners() {
+        let (f, m) = filter();
+        let conn = TestConn {
+            generation: 2,
+            ..Default::default()
+        };
+        let out = f
+            .on_response(&conn, &h(3, 12), &metadata_frame(12, 3))
+            .unwrap()
+            .expect("rewritten");
+        let want: Vec<(i32, String)> = (1..=3).map(|i| (i, format!("kgate-{i}"))).collect();
+        assert_eq!(broker_ids(&out), want);
+        assert_eq!(*m.advertised.lock().unwrap(), [1, 2, 3]);
+        let heartbeat = f.on_response(&conn, &h(12, 4), b"\0\0\0\x04\0\0\0\x2a").unwrap();
+        assert!(heartbeat.is_none(), "nothing to rewrite in other responses");
+    }
+
+    #[test]
+    fn a_stale_cluster_s_response_uses_existing_listeners_only() {
+        let (f, m) = filter();
+        let conn = TestConn {
+            generation: 1,
+            ..Default::default()
+        };
+        let out = f
+            .on_response(&conn, &h(3, 12), &metadata_frame(12, 3))
+            .unwrap()
+            .expect("rewritten");
+        assert_eq!(
+            broker_ids(&out),
+            [(1, "kgate-1".to_string())],
+            "the rest are left out"
+        );
+        assert!(
+            m.advertised.lock().unwrap().is_empty(),
+            "no listener created or re-pointed"
+        );
+    }
+
+    #[test]
+    fn a_fetch_tail_is_rewritten_in_place() {
+        let (f, _) = filter();
+        let with = frame(ApiKey::Fetch, 16, &fetch_response(16, true, 10));
+        let without = frame(ApiKey::Fetch, 16, &fetch_response(16, false, 10));
+        // Without node_endpoints the tail is one byte (no tagged fields);
+        // everything before it is the same in both frames.
+        let at = without.len() - 1;
+        let tail = &with[at..];
+        for (gen, host) in [(2, "kgate-2"), (1, "")] {
+            let conn = TestConn {
+                generation: gen,
+                ..Default::default()
+            };
+            let out = f
+                .on_response_tail(&conn, &h(1, 16), tail)
+                .unwrap()
+                .expect("rewritten");
+            assert_eq!(out.len(), tail.len(), "same length: the size already went out");
+            assert!(!out.windows(6).any(|w| w == b"b-2.ms"), "no upstream name left");
+            let named = out.windows(7).any(|w| w == b"kgate-2");
+            assert_eq!(named, !host.is_empty(), "generation {gen}: {out:?}");
+        }
+    }
 }

@@ -78,7 +78,12 @@ impl Reauth {
             }
             Err(e) => {
                 m.reauth_failures_total.fetch_add(1, Relaxed);
-                warn!(error = %e, "re-authentication failed; closing the connection so the client reconnects");
+                // A broker that refuses every re-authentication would log
+                // once per connection: rate-limited per broker.
+                if let Some(suppressed) = crate::logs::allow(&format!("reauth-failed:{broker}")) {
+                    let error = crate::logs::clip_to(&e.to_string(), 300);
+                    warn!(%error, suppressed, "re-authentication failed; closing the connection so the client reconnects");
+                }
                 Err(FilterError::Reauth(e.to_string()))
             }
         }

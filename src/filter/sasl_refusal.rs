@@ -29,12 +29,16 @@ impl Filter for SaslRefusal {
         h: &RequestHeader,
         _frame: &[u8],
     ) -> Result<RequestVerdict, FilterError> {
-        warn!(
-            listener = conn.listener(),
-            client = %conn.client(),
-            api_key = h.api_key,
-            "client sent SASL to a listener without client authentication; answering with an error (configure the client with security.protocol=PLAINTEXT)"
-        );
+        // Every connection of a misconfigured client says it again.
+        if let Some(suppressed) = crate::logs::allow(&format!("client-sasl:{}", conn.listener())) {
+            warn!(
+                listener = conn.listener(),
+                client = %conn.client(),
+                api_key = h.api_key,
+                suppressed,
+                "client sent SASL to a listener without client authentication; answering with an error (configure the client with security.protocol=PLAINTEXT)"
+            );
+        }
         Ok(RequestVerdict::Answer(refuse_sasl(h)))
     }
 }

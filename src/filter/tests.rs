@@ -15,6 +15,7 @@ pub struct TestConn {
     pub principal: Option<std::sync::Arc<str>>,
     pub stash: Mutex<Vec<(i32, Box<dyn std::any::Any + Send>)>>,
     pub upstream_auth: Option<std::sync::Arc<crate::upstream::sasl::Authenticator>>,
+    /// The cluster generation the connection's broker belongs to.
     pub generation: u64,
 }
 

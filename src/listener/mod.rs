@@ -2,6 +2,7 @@
 //! backed off; it never ends a listener. Connection limits refuse new
 //! clients without touching existing ones.
 
+pub mod hosts;
 pub mod per_client;
 pub mod proxy_protocol;
 pub mod registry;

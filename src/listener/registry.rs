@@ -1,8 +1,10 @@
 //! The registry of broker listeners: static ones from the config, and
 //! dynamic ones created the first time a broker appears in a response
 //! (deterministic port `port_base + 1 + node_id`, or the next free port of
-//! a configured range). A broker that moves re-points its listener.
+//! a configured range). A broker that moves re-points its listener. Every
+//! broker address passes [`Hosts`] (valid host, allow-list, port) first.
 
+use super::hosts::Hosts;
 use crate::config::{Config, HostPort};
 use crate::rewrite::{Advertised, BrokerMapper, MapError};
 pub use crate::session::target::{BrokerSlot, Target};
@@ -38,7 +40,7 @@ struct Inner {
 
 pub struct Registry {
     config: Arc<Config>,
-    allow: std::sync::RwLock<crate::upstream::allow::UpstreamAllow>,
+    hosts: Hosts,
     /// The cluster generation broker addresses now come from.
     generation: std::sync::atomic::AtomicU64,
     inner: Mutex<Inner>,
@@ -104,7 +106,7 @@ impl Registry {
             inner.by_static_upstream.insert(s.upstream.clone(), slot);
         }
         Ok(Registry {
-            allow: std::sync::RwLock::new(crate::upstream::allow::UpstreamAllow::new(&config)?),
+            hosts: Hosts::new(&config)?,
             generation: std::sync::atomic::AtomicU64::new(1),
             config,
             inner: Mutex::new(inner),
@@ -116,12 +118,7 @@ impl Registry {
     /// settings (`upstream_hosts`, or patterns derived from its bootstrap
     /// servers and dial mapping).
     pub fn set_upstream(&self, config: &Config) -> Result<(), String> {
-        let a = crate::upstream::allow::UpstreamAllow::new(config)?;
-        match self.allow.write() {
-            Ok(mut g) => *g = a,
-            Err(p) => *p.into_inner() = a,
-        }
-        Ok(())
+        self.hosts.set_upstream(config)
     }
 
     /// Broker addresses from now on belong to cluster generation `g`;
@@ -165,7 +162,7 @@ impl Registry {
         crate::metrics::get()
             .listeners_failing
             .store(inner.failed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        refused("bind", node_id, why)
+        self.hosts.refused("bind", node_id, &e.0, why)
     }
 
     /// The upstream probe's broker list (from the bootstrap servers, the
@@ -275,92 +272,36 @@ fn bind_in_range(
     node_id: i32,
     upstream: &HostPort,
 ) -> Result<(StdListener, u16), MapError> {
+    // One line per search, not one per busy port: a range full of taken
+    // ports would otherwise log each of them for every broker.
+    let mut busy: Option<(u16, u16, std::io::Error)> = None;
+    let note = |busy: &Option<(u16, u16, std::io::Error)>| {
+        if let Some((lo, hi, e)) = busy {
+            if let Some(suppressed) = crate::logs::allow("port-range-busy") {
+                warn!(node_id, ports = %format!("{lo}-{hi}"), error = %e, suppressed, "ports of port_range are busy; skipped");
+            }
+        }
+    };
     for port in from.max(first)..=last {
         match bind(&HostPort::new(host, port)) {
-            Ok(s) => return Ok((s, port)),
-            Err(e) => warn!(port, error = %e, "port of port_range is busy, trying the next"),
+            Ok(s) => {
+                note(&busy);
+                return Ok((s, port));
+            }
+            Err(e) => busy = Some((busy.map_or(port, |b| b.0), port, e)),
         }
     }
+    note(&busy);
     Err(MapError(format!(
         "no free port left in port_range {first}-{last} for broker {node_id} ({upstream}); widen the range"
     )))
-}
-
-/// At most this much of a peer-supplied string reaches a log line.
-const LOG_CHARS: usize = 80;
-
-/// A peer-supplied string cut for logging.
-pub fn clip(s: &str) -> String {
-    match s.char_indices().nth(LOG_CHARS) {
-        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
-        None => s.to_string(),
-    }
-}
-
-/// Whether `host` can name a broker: an IP address, or a DNS name of at
-/// most 253 bytes made of labels of letters, digits, `-` and `_`.
-pub fn valid_host(host: &str) -> bool {
-    if host.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    let h = host.strip_suffix('.').unwrap_or(host);
-    !h.is_empty()
-        && h.len() <= 253
-        && h.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
-
-/// Counts and logs a refused broker. Every Metadata response names the
-/// broker again, and a hostile one can name thousands: the log is
-/// rate-limited per cause, not per broker.
-fn refused(cause: &str, node_id: i32, why: String) -> MapError {
-    crate::metrics::get()
-        .dynamic_listeners_refused
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if let Some(suppressed) = crate::logs::allow(&format!("refused:{cause}")) {
-        warn!(node_id, suppressed, "{why}");
-    }
-    MapError(why)
 }
 
 impl Registry {
     /// The checks every broker address from the cluster passes before
     /// kgate would dial it: a valid host, the upstream allow-list, a port.
     pub fn check_upstream(&self, node_id: i32, host: &str, port: i32) -> Result<HostPort, MapError> {
-        if !valid_host(host) {
-            return Err(refused(
-                "invalid-host",
-                node_id,
-                format!(
-                    "broker {node_id} has an invalid host {:?}; not dialled",
-                    clip(host)
-                ),
-            ));
-        }
-        let allowed = match self.allow.read() {
-            Ok(a) => a.check(host),
-            Err(p) => p.into_inner().check(host),
-        };
-        if let Err(why) = allowed {
-            return Err(refused(
-                "allow-list",
-                node_id,
-                format!("broker {node_id} at {}:{port} is not dialled: {why}", clip(host)),
-            ));
-        }
-        let port16 = u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
-            refused(
-                "invalid-port",
-                node_id,
-                format!("broker {node_id} has invalid port {port}"),
-            )
-        })?;
-        Ok(HostPort::new(host, port16))
+        self.hosts.check(node_id, host, port)
     }
 }
 
@@ -385,6 +326,9 @@ impl BrokerMapper for Registry {
             if slot.node_id == Some(node_id) {
                 // Back on the cluster it started with (a rollback).
                 if slot.upstream() != upstream {
+                    if let Some(suppressed) = crate::logs::allow(&format!("moved:{node_id}")) {
+                        warn!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, suppressed, "broker back at its static listener's address; listener re-pointed");
+                    }
                     slot.repoint(upstream);
                 }
                 slot.set_generation(self.generation());
@@ -397,7 +341,9 @@ impl BrokerMapper for Registry {
                 return Ok(slot.advertised.clone());
             }
             if !slot.is_static || slot.node_id == Some(node_id) {
-                warn!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, "broker moved; listener re-pointed");
+                if let Some(suppressed) = crate::logs::allow(&format!("moved:{node_id}")) {
+                    warn!(node_id, from = %slot.upstream(), to = %upstream, listener = %slot.bind, suppressed, "broker moved; listener re-pointed");
+                }
                 slot.repoint(upstream);
                 slot.set_generation(self.generation());
                 return Ok(slot.advertised.clone());
@@ -409,9 +355,10 @@ impl BrokerMapper for Registry {
             )));
         }
         if inner.dynamic >= self.config.max_dynamic_listeners {
-            return Err(refused(
+            return Err(self.hosts.refused(
                 "cap",
                 node_id,
+                "",
                 format!(
                     "broker {node_id} at {upstream} gets no listener: max_dynamic_listeners ({}) reached",
                     self.config.max_dynamic_listeners

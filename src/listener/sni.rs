@@ -82,7 +82,9 @@ impl BrokerMapper for SniRouter {
         let mut by_node = self.lock();
         if let Some(s) = by_node.get(&node_id) {
             if s.upstream() != upstream {
-                warn!(node_id, from = %s.upstream(), to = %upstream, "broker moved; SNI name re-pointed");
+                if let Some(suppressed) = crate::logs::allow(&format!("sni-moved:{node_id}")) {
+                    warn!(node_id, from = %s.upstream(), to = %upstream, suppressed, "broker moved; SNI name re-pointed");
+                }
                 s.repoint(upstream);
             }
             s.set_generation(self.registry.generation());

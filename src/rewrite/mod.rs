@@ -178,4 +178,4 @@ fn endpoint(
 #[cfg(test)]
 mod tail_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -333,7 +333,7 @@ fn lying_counts_are_errors_and_unmappable_brokers_are_left_out() {
 
     // One broker the mapper refuses (node id over 1000): it is left out,
     // the others are rewritten, and every version still decodes.
-    for v in 0..=12 {
+    for v in 0..=13 {
         let mut m = metadata(v, 3);
         m.brokers[1].node_id = BrokerId(5000);
         let f = frame(ApiKey::Metadata, v, &m);

@@ -46,6 +46,7 @@ impl SessionError {
             SessionError::ClientFrame(F::TooShort(_)) => "frame_too_short",
             SessionError::ClientFrame(F::Truncated { .. }) => "truncated_frame",
             SessionError::ClientMalformed { .. } => "malformed_request",
+            SessionError::BadFirstRequest(_) => "bad_first_request",
             SessionError::Filter(FilterError::MalformedRequest { .. }) => "malformed_request",
             SessionError::Filter(FilterError::Rejected { .. }) => "refused_api",
             SessionError::Filter(FilterError::MalformedResponse { .. }) => "malformed_response",
@@ -103,6 +104,8 @@ pub enum SessionError {
     ClientAuth(String),
     #[error("client did not authenticate within {0:?} (client_auth.auth_timeout_ms)")]
     ClientAuthTimeout(std::time::Duration),
+    #[error("first request is not a Kafka request kgate serves ({0}); closed before any upstream work")]
+    BadFirstRequest(String),
     #[error("no complete request within {0:?} of connecting (first_request_timeout_ms)")]
     FirstRequestTimeout(std::time::Duration),
     #[error("idle for {0:?} with nothing in flight (idle_timeout_ms)")]

@@ -6,7 +6,10 @@
 
 use super::error::SessionError;
 use crate::metrics;
+use crate::protocol::decision::{decide, RequestAction};
 use crate::protocol::frame::{frame_len, sniff_foreign, FrameError, LEN_PREFIX};
+use crate::protocol::header::peek_request_header;
+use crate::protocol::wire::Reader;
 use bytes::BytesMut;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -78,6 +81,35 @@ pub async fn fill<S: AsyncRead + Unpin>(s: &mut S, buf: &mut BytesMut) -> Result
     }
 }
 
+/// Whether a whole first request (length prefix included) is one kgate
+/// would forward or answer itself: a key and version of the decision table
+/// (SASL and too-new ApiVersions are answered locally, so they pass), and a
+/// client id whose length fits the frame. Anything else is
+/// [`SessionError::BadFirstRequest`].
+pub fn check(frame: &[u8]) -> Result<(), SessionError> {
+    let bad = |why: String| SessionError::BadFirstRequest(why);
+    let h = peek_request_header(frame).map_err(|e| bad(format!("header: {e}")))?;
+    if let RequestAction::Reject(why) = decide(h.api_key, h.api_version) {
+        return Err(bad(format!("api key {} v{}: {why}", h.api_key, h.api_version)));
+    }
+    // Every request header kgate accepts (v1 and v2) has a classic
+    // nullable client id after the correlation id. Only its length is
+    // checked: brokers accept any bytes in it.
+    let mut r = Reader::at(frame, LEN_PREFIX + 8);
+    let len = r
+        .i16()
+        .map_err(|_| bad("no client id length in the header".into()))?;
+    if len < -1 || usize::try_from(len).is_ok_and(|n| n > r.remaining()) {
+        return Err(bad(format!(
+            "api key {} v{}: client id length {len} does not fit the {}-byte frame",
+            h.api_key,
+            h.api_version,
+            frame.len()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +162,53 @@ mod tests {
             e,
             SessionError::ClientFrame(FrameError::Truncated { .. })
         ));
+    }
+
+    fn with_client_id(key: i16, version: i16, id_len: i16, id: &[u8]) -> Vec<u8> {
+        let mut body = key.to_be_bytes().to_vec();
+        body.extend_from_slice(&version.to_be_bytes());
+        body.extend_from_slice(&7i32.to_be_bytes());
+        body.extend_from_slice(&id_len.to_be_bytes());
+        body.extend_from_slice(id);
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend_from_slice(&body);
+        f
+    }
+
+    #[test]
+    fn requests_kgate_serves_pass_the_check() {
+        for (key, v) in [(18, 3), (18, 9), (3, 12), (0, 9), (17, 1), (36, 2)] {
+            let f = with_client_id(key, v, 3, b"app");
+            assert!(check(&f).is_ok(), "api key {key} v{v}: {:?}", check(&f));
+        }
+        assert!(check(&with_client_id(3, 12, -1, b"")).is_ok(), "null client id");
+        assert!(check(&with_client_id(3, 12, 0, b"")).is_ok(), "empty client id");
+        assert!(
+            check(&with_client_id(3, 12, 2, &[0xff, 0xfe])).is_ok(),
+            "any bytes"
+        );
+    }
+
+    #[test]
+    fn junk_that_frames_correctly_is_refused_with_its_cause() {
+        let cases: [(Vec<u8>, &str); 6] = [
+            (with_client_id(1000, 0, 3, b"app"), "allow-list"),
+            (with_client_id(-1, 0, 3, b"app"), "allow-list"),
+            (with_client_id(3, 99, 3, b"app"), "outside"),
+            (with_client_id(4, 7, 3, b"app"), "allow-list"),
+            (with_client_id(3, 12, 40, b"app"), "client id length 40"),
+            (with_client_id(3, 12, -2, b"app"), "client id length -2"),
+        ];
+        for (f, why) in cases {
+            match check(&f) {
+                Err(SessionError::BadFirstRequest(m)) => assert!(m.contains(why), "{m}"),
+                other => panic!("expected a refusal naming {why:?}, got {other:?}"),
+            }
+        }
+        let no_id = [0, 0, 0, 8, 0, 3, 0, 12, 0, 0, 0, 1];
+        assert!(matches!(check(&no_id), Err(SessionError::BadFirstRequest(_))));
+        let e = SessionError::BadFirstRequest("x".into());
+        assert_eq!(e.protocol_kind(), Some("bad_first_request"));
     }
 
     #[tokio::test(start_paused = true)]

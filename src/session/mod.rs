@@ -62,18 +62,25 @@ pub async fn run<G: Send + 'static>(
     async {
         let mut machine = Machine::default();
         let result = drive(&shared, client, &ctx, &mut machine).await;
-        if machine.state() != State::Closed {
-            let _ = machine.on(Event::Ended);
-        }
-        let state = machine.state();
+        let ended_in = end(&mut machine);
         match result {
-            Ok(()) => debug!(%state, "connection closed"),
-            Err(e) => log_end(&e, state, &ctx.listener),
+            Ok(()) => debug!(%ended_in, "connection closed"),
+            Err(e) => log_end(&e, ended_in, &ctx.listener),
         }
     }
     .instrument(span)
     .await;
     ctx.stats.open.fetch_sub(1, Relaxed);
+}
+
+/// Closes the machine; returns the state the connection was in when it
+/// ended (what the end-of-connection log names).
+fn end(m: &mut Machine) -> State {
+    let ended_in = m.state();
+    if ended_in != State::Closed {
+        let _ = m.on(Event::Ended);
+    }
+    ended_in
 }
 
 /// Client TLS, when the listener has it; the identity and SNI name go
@@ -115,7 +122,10 @@ async fn accept_tls(shared: &Shared, client: TcpStream, ctx: &Context) -> Result
     let sni = s.get_ref().1.server_name().map(str::to_string);
     let span = tracing::Span::current();
     if let Some(id) = &identity {
-        span.record("identity", tracing::field::display(&id.subject));
+        span.record(
+            "identity",
+            tracing::field::display(crate::logs::clip_to(&id.subject, 200)),
+        );
     }
     if let Some(from) = shared.config.downstream_tls.as_ref().and_then(|c| c.principal) {
         let p = identity
@@ -158,6 +168,7 @@ async fn drive(
     let Some(first) = first else {
         return Err(SessionError::ClientGone);
     };
+    first::check(&first)?;
     let Some(server) = &shared.client_auth else {
         m.on(Event::FirstRequest)?;
         return Box::pin(connect(shared, (client, first), ctx, m)).await;
@@ -179,6 +190,7 @@ async fn drive(
     let Some(next) = next else {
         return Err(SessionError::ClientGone);
     };
+    first::check(&next)?;
     Box::pin(connect(shared, (client, next), ctx, m)).await
 }
 
@@ -276,33 +288,58 @@ async fn forward(
     }
 }
 
-fn log_end(e: &SessionError, state: State, listener: &str) {
+/// At most this many characters of an error reach the end-of-connection log.
+const ERROR_CHARS: usize = 400;
+
+fn log_end(e: &SessionError, ended_in: State, listener: &str) {
     use crate::protocol::frame::FrameError;
     if let Some(kind) = e.protocol_kind() {
         crate::metrics::get().protocol_errors.add(kind, 1);
     }
+    // Errors can quote what a peer sent (names, messages): cut for the log.
+    let error = crate::logs::clip_to(&e.to_string(), ERROR_CHARS);
     let client_reset = matches!(e, SessionError::ClientFrame(FrameError::Io(io))
         if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe));
     match e {
-        _ if client_reset => debug!(%state, error = %e, "client reset the connection"),
+        _ if client_reset => debug!(%ended_in, %error, "client reset the connection"),
         SessionError::ClientIo(_) | SessionError::ResponseSideGone => {
-            debug!(%state, error = %e, "connection closed")
+            debug!(%ended_in, %error, "connection closed")
         }
         SessionError::Idle(_) | SessionError::ClientGone | SessionError::FirstRequestTimeout(_) => {
-            debug!(%state, error = %e, "connection closed")
+            debug!(%ended_in, %error, "connection closed")
         }
+        // Counted (kgate_protocol_errors_total{kind="bad_first_request"});
+        // a junk flood must not flood the log.
+        SessionError::BadFirstRequest(_) => debug!(%ended_in, %error, "closed before any upstream work"),
         // Logged (rate-limited, with the claimed user) where it failed.
-        SessionError::ClientAuthFailed(_) => debug!(%state, error = %e, "connection closed"),
+        SessionError::ClientAuthFailed(_) => debug!(%ended_in, %error, "connection closed"),
         _ => {
             // A few lines per listener and cause every few seconds, with a
             // count. Frame errors carry wire numbers: keyed by their kind.
             let cause = match e.protocol_kind() {
                 Some(kind) => kind.to_string(),
-                None => e.to_string().chars().take(80).collect(),
+                None => error.chars().take(80).collect(),
             };
             if let Some(suppressed) = crate::logs::allow(&format!("{listener}:{cause}")) {
-                warn!(%state, error = %e, suppressed, "closing connection");
+                warn!(%ended_in, %error, suppressed, "closing connection");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_log_names_the_state_the_connection_ended_in() {
+        let mut m = Machine::default();
+        m.on(Event::FirstRequest).unwrap();
+        m.on(Event::UpstreamConnected { sasl: false }).unwrap();
+        assert_eq!(end(&mut m), State::Forwarding);
+        assert_eq!(m.state(), State::Closed, "and the machine is closed");
+        assert_eq!(end(&mut m), State::Closed, "a closed machine stays closed");
+        let mut m = Machine::default();
+        assert_eq!(end(&mut m), State::AwaitingRequest);
     }
 }

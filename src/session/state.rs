@@ -1,25 +1,31 @@
 //! The connection's state machine, written down in one place.
 //!
 //! ```text
-//!                  ┌── [client_auth] ──► ClientAuthenticating ──fail, deadline──► Closed
-//!                  │                     (kgate answers ApiVersions, SASL)
-//!                  │                           │ client SASL ok
-//!                  │                           ▼
-//!   AwaitingRequest ──first complete request──► Connecting ──upstream open, SASL──► Authenticating
-//!        │                                        │  ──upstream open, no SASL──┐          │ SASL ok
-//!        │ deadline, EOF, bad frame               │ fail                       ▼          ▼
-//!        ▼                                        ▼                        Forwarding ◄───────────┐
-//!      Closed ◄──────────────────────────────── Closed ◄── client EOF, ──── │   │  │              │ re-auth ok
-//!        ▲                                              error, upstream loss│   │  └► PausedForReauth
-//!        │                                                                  │   │     (hold new requests,
-//!        └──────────────── Draining ◄── shutdown, cluster changed ──────────┘───┘      drain in-flight,
-//!                   (no new requests; in-flight finish)                                 re-authenticate)
+//!                  ┌─[client_auth]─► ClientAuthenticating ──client SASL ok──┐
+//!                  │                 (kgate answers ApiVersions, SASL)      │
+//!                  │                                                        ▼
+//! AwaitingRequest ─┴──first complete, valid request─────────────────────► Connecting
+//!                                                                           │    │
+//!                       ┌───────────────upstream open, no SASL──────────────┘    │ upstream open, SASL
+//!                       ▼                                                        ▼
+//!               ┌─► Forwarding ◄──────────────────SASL ok────────────────── Authenticating
+//!    re-auth ok │     │    │
+//!               │     │    └──shutdown, cluster changed──► Draining ◄──┐
+//!               │     │ re-auth due                          ▲  │      │
+//!               │     ▼                                      │  └──────┘ shutdown (again)
+//!               └─ PausedForReauth ─────────shutdown─────────┘
+//!                  (new requests held, in-flight          (no new requests; in-flight
+//!                   drained, kgate's own SASL)             finish, then Closed)
+//!
+//! AwaitingRequest, ClientAuthenticating, Connecting, Authenticating ──shutdown──► Closed
+//! any state ──Ended (client EOF, deadline, junk, error, upstream loss, failed auth)──► Closed
 //! ```
 //!
 //! * **AwaitingRequest**: the client is accepted (and its TLS done); kgate
 //!   waits, within a deadline and a tight size bound, for one complete,
-//!   valid request. Nothing happens upstream: an empty connect, a port
-//!   scan or a slowloris costs the broker nothing.
+//!   valid request (a key and version of the decision table, a client id
+//!   that fits the frame). Nothing happens upstream: an empty connect, a
+//!   port scan, junk or a slowloris costs the broker nothing.
 //! * **ClientAuthenticating**: with `[client_auth]`, kgate is the SASL
 //!   server: it answers ApiVersions, SaslHandshake and SaslAuthenticate
 //!   itself, within `auth_timeout_ms` and a 512 KiB frame bound. Nothing
@@ -204,51 +210,93 @@ mod tests {
         assert!(m.on(ShutdownRequested).is_err());
     }
 
+    const STATES: [super::State; 8] = [
+        AwaitingRequest,
+        ClientAuthenticating,
+        Connecting,
+        Authenticating,
+        Forwarding,
+        PausedForReauth,
+        Draining,
+        Closed,
+    ];
+    const EVENTS: [super::Event; 11] = [
+        FirstRequest,
+        FirstRequestNeedsAuth,
+        ClientAuthenticated,
+        UpstreamConnected { sasl: true },
+        UpstreamConnected { sasl: false },
+        Authenticated,
+        ReauthDue,
+        Reauthenticated,
+        ShutdownRequested,
+        ClusterChanged,
+        Ended,
+    ];
+
+    /// Every allowed transition, written out independently of `State::on`
+    /// (the diagram in this file's doc and the README show the same).
+    const EXPECTED: &[(super::State, super::Event, super::State)] = &[
+        (AwaitingRequest, FirstRequest, Connecting),
+        (AwaitingRequest, FirstRequestNeedsAuth, ClientAuthenticating),
+        (AwaitingRequest, ShutdownRequested, Closed),
+        (ClientAuthenticating, ClientAuthenticated, Connecting),
+        (ClientAuthenticating, ShutdownRequested, Closed),
+        (Connecting, UpstreamConnected { sasl: true }, Authenticating),
+        (Connecting, UpstreamConnected { sasl: false }, Forwarding),
+        (Connecting, ShutdownRequested, Closed),
+        (Authenticating, Authenticated, Forwarding),
+        (Authenticating, ShutdownRequested, Closed),
+        (Forwarding, ReauthDue, PausedForReauth),
+        (Forwarding, ShutdownRequested, Draining),
+        (Forwarding, ClusterChanged, Draining),
+        (PausedForReauth, Reauthenticated, Forwarding),
+        (PausedForReauth, ShutdownRequested, Draining),
+        (Draining, ShutdownRequested, Draining),
+        (AwaitingRequest, Ended, Closed),
+        (ClientAuthenticating, Ended, Closed),
+        (Connecting, Ended, Closed),
+        (Authenticating, Ended, Closed),
+        (Forwarding, Ended, Closed),
+        (PausedForReauth, Ended, Closed),
+        (Draining, Ended, Closed),
+        (Closed, Ended, Closed),
+    ];
+
     #[test]
-    fn every_pair_is_either_in_the_table_or_refused() {
-        let states = [
-            AwaitingRequest,
-            ClientAuthenticating,
-            Connecting,
-            Authenticating,
-            Forwarding,
-            PausedForReauth,
-            Draining,
-            Closed,
-        ];
-        let events = [
-            FirstRequest,
-            FirstRequestNeedsAuth,
-            ClientAuthenticated,
-            UpstreamConnected { sasl: true },
-            UpstreamConnected { sasl: false },
-            Authenticated,
-            ReauthDue,
-            Reauthenticated,
-            ShutdownRequested,
-            ClusterChanged,
-            Ended,
-        ];
-        let mut allowed = 0;
-        for s in states {
-            for e in events {
-                if let Ok(to) = s.on(e) {
-                    allowed += 1;
-                    assert!(e == Ended || s != Closed, "{s} must be terminal");
-                    assert!(to != AwaitingRequest, "nothing returns to AwaitingRequest");
-                    assert!(
-                        to != Connecting || s == AwaitingRequest || s == ClientAuthenticating,
-                        "only a first request or a client authentication leads to Connecting"
-                    );
-                    assert!(
-                        to != ClientAuthenticating || s == AwaitingRequest,
-                        "client authentication happens once, before anything upstream"
-                    );
+    fn every_listed_transition_happens_and_every_other_pair_is_refused() {
+        for s in STATES {
+            for e in EVENTS {
+                let want = EXPECTED
+                    .iter()
+                    .find(|(from, on, _)| *from == s && *on == e)
+                    .map(|t| t.2);
+                match (s.on(e), want) {
+                    (Ok(to), Some(w)) => assert_eq!(to, w, "{s} on {e:?}"),
+                    (Err(r), None) => assert_eq!((r.from, r.event), (s, e)),
+                    (got, want) => panic!("{s} on {e:?}: got {got:?}, the table says {want:?}"),
                 }
             }
         }
-        // 16 listed transitions plus Ended from each of the 8 states.
-        assert_eq!(allowed, 24);
+        let listed: std::collections::HashSet<_> =
+            EXPECTED.iter().map(|(s, e, _)| format!("{s}{e:?}")).collect();
+        assert_eq!(listed.len(), EXPECTED.len(), "no pair listed twice");
+    }
+
+    #[test]
+    fn the_table_keeps_its_invariants() {
+        for (s, e, to) in EXPECTED.iter().copied() {
+            assert!(e == Ended || s != Closed, "{s} must be terminal");
+            assert!(to != AwaitingRequest, "nothing returns to AwaitingRequest");
+            assert!(
+                to != Connecting || s == AwaitingRequest || s == ClientAuthenticating,
+                "only a first request or a client authentication leads to Connecting"
+            );
+            assert!(
+                to != ClientAuthenticating || s == AwaitingRequest,
+                "client authentication happens once, before anything upstream"
+            );
+        }
     }
 
     #[test]

@@ -285,4 +285,36 @@ mod tests {
         assert!(e.contains("no source") || e.contains("not loaded"), "{e}");
         assert_eq!(c.fetches.load(Ordering::Relaxed), ATTEMPTS as u64);
     }
+
+    /// With no credential source the SDK gives no provider; kgate's
+    /// stand-in fails every attempt with what to set, and never signs.
+    #[tokio::test(start_paused = true)]
+    async fn no_credential_source_fails_with_what_to_set() {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build();
+        assert!(sdk.credentials_provider().is_none());
+        let aws = AwsOptions {
+            profile: None,
+            role_arn: None,
+            external_id: None,
+            session_name: "kgate".into(),
+            sts_region: None,
+            sts_endpoint: None,
+        };
+        let c = CredentialCache::new(own_provider(&sdk, &aws).await);
+        let e = c.get().await.unwrap_err();
+        assert!(e.contains("no AWS credential source found"), "{e}");
+        assert!(
+            e.contains("AWS_ACCESS_KEY_ID") && e.contains("AWS_PROFILE"),
+            "{e}"
+        );
+        assert_eq!(
+            c.fetches.load(Ordering::Relaxed),
+            ATTEMPTS as u64,
+            "retried first"
+        );
+        let e = CredentialCache::new(no_credentials()).get().await.unwrap_err();
+        assert!(e.contains("no AWS credential source found"), "{e}");
+    }
 }

@@ -35,11 +35,14 @@ impl Throttle {
             .get(broker)
             .map(|(_, d)| (*d * 2).min(Duration::from_secs(10)))
             .unwrap_or(Duration::from_millis(500));
-        warn!(
-            broker,
-            backoff_ms = next.as_millis() as u64,
-            "broker throttles new connections; backing off"
-        );
+        if let Some(suppressed) = crate::logs::allow(&format!("throttled:{broker}")) {
+            warn!(
+                broker,
+                backoff_ms = next.as_millis() as u64,
+                suppressed,
+                "broker throttles new connections; backing off"
+            );
+        }
         m.insert(broker.to_string(), (Instant::now() + next, next));
     }
 

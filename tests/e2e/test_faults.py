@@ -10,7 +10,8 @@ and prints them (`-s`, or the "fault numbers" section at the end of the run).
   id, a taken port, a 30 KB host name, then 5,000 brokers.
 - test_slowloris_and_connect_flood_cost_no_upstream_auth: kgate with upstream
   AWS_MSK_IAM against iam_front (which counts authentications); slowloris
-  clients and a 10,000-connect flood.
+  clients, a 10,000-connect flood and 600 junk first frames (unknown api
+  key, bad version, bad client-id length).
 - test_idle_sockets_do_not_lock_out_clients: idle sockets from 127.0.0.2-6
   against max_connections, max_connections_per_client and the first-request
   deadline.
@@ -272,6 +273,31 @@ def _flood(port: int, n: int) -> tuple[int, int]:
     return ok, err
 
 
+def _junk_frames() -> list[bytes]:
+    """Whole frames that are not requests kgate serves: an unknown api key,
+    a version outside the decision table, a client id longer than the frame."""
+    def frame(key: int, version: int, id_len: int, rest: bytes) -> bytes:
+        body = struct.pack(">hhih", key, version, 7, id_len) + rest
+        return struct.pack(">i", len(body)) + body
+    return [frame(1000, 0, 3, b"abc"), frame(3, 99, 3, b"abc"), frame(3, 12, 500, b"abc")]
+
+
+def _junk(port: int, n: int) -> int:
+    """n connections, each sending one junk frame; how many kgate closed."""
+    closed = 0
+    frames = _junk_frames()
+    for i in range(n):
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=2) as s:
+                s.settimeout(2)
+                s.sendall(frames[i % len(frames)])
+                if s.recv(1) == b"":
+                    closed += 1
+        except OSError:
+            closed += 1  # a reset is a close too
+    return closed
+
+
 def test_slowloris_and_connect_flood_cost_no_upstream_auth(iam_cluster):
     front = iam_cluster
     upstream = Upstream("iam-front", [("localhost", front.port)], (111,), {111: ("localhost", front.port)})
@@ -322,6 +348,11 @@ def test_slowloris_and_connect_flood_cost_no_upstream_auth(iam_cluster):
             results = list(ex.map(lambda _: _flood(pb, 1250), range(8)))
         flood_s = time.monotonic() - t1
         flood_ok = sum(r[0] for r in results)
+        # junk: 600 connections each sending one whole frame kgate does not
+        # serve; closed locally, before any upstream connect or SASL
+        n_junk = 600
+        with ThreadPoolExecutor(6) as ex:
+            junk_closed = sum(ex.map(lambda _: _junk(pb, n_junk // 6), range(6)))
         time.sleep(2)
         s1, m1 = front.stats(), faults.scrape(admin)
         rss1, fds1 = faults.proc_rss_kb(proc.pid), faults.proc_fds(proc.pid)
@@ -351,7 +382,9 @@ def test_slowloris_and_connect_flood_cost_no_upstream_auth(iam_cluster):
             "probe_runs": probes, "upstream_conns_in_window": len(conns),
             "upstream_auths_forwarding_nothing": len(silent_auths),
             "kgate_log_lines": len(other), "rss_kb": [rss0, rss1, rss2], "second_flood_connects": sum(r[0] for r in results2), "fds": [fds0, fds_slow, fds1],
-            "canary_acks": acks,
+            "canary_acks": acks, "junk_frames": n_junk, "junk_closed_by_kgate": junk_closed,
+            "bad_first_requests": m1.get('kgate_protocol_errors_total{kind="bad_first_request"}', 0)
+            - m0.get('kgate_protocol_errors_total{kind="bad_first_request"}', 0),
         }
         report("slowloris + 10,000-connect flood (AWS_MSK_IAM upstream)", nums)
         problems = []
@@ -364,6 +397,11 @@ def test_slowloris_and_connect_flood_cost_no_upstream_auth(iam_cluster):
             problems.append(f"a slowloris connection lived {nums['slowloris_close_s_max']} s (deadline 3 s)")
         if nums["first_request_timeouts"] < n_slow:
             problems.append(f"kgate_first_request_timeouts_total +{nums['first_request_timeouts']}, expected {n_slow}")
+        if junk_closed < n_junk:
+            problems.append(f"only {junk_closed} of {n_junk} junk-frame connections were closed by kgate")
+        if nums["bad_first_requests"] != n_junk:
+            problems.append(f"kgate_protocol_errors_total{{kind=bad_first_request}} +{nums['bad_first_requests']}, "
+                            f"expected {n_junk}")
         if flood_ok < 9900:
             problems.append(f"only {flood_ok} of 10,000 connects succeeded")
         if len(other) > 20:

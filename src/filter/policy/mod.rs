@@ -146,19 +146,20 @@ fn malformed(h: &RequestHeader, cause: String) -> FilterError {
 fn log_denial(conn: &dyn Conn, h: &RequestHeader, principal: Option<&str>, g: &Gate) {
     let api = keys::name(h.api_key);
     let (kind, resource) = match &g.first {
-        Some((k, n)) => (*k, n.as_str()),
-        None => ("api", api),
+        // Topic, group and transactional ids come from the client: cut.
+        Some((k, n)) => (*k, crate::logs::clip(n)),
+        None => ("api", api.to_string()),
     };
     crate::metrics::get().policy_denials.add((api, kind), 1);
-    let who = principal.unwrap_or("(none)");
+    let who = crate::logs::clip(principal.unwrap_or("(none)"));
     if let Some(suppressed) = crate::logs::allow(&format!("policy:{who}:{api}:{kind}")) {
         warn!(
             listener = conn.listener(),
             client = %conn.client(),
-            principal = who,
+            principal = %who,
             api,
             resource_type = kind,
-            resource,
+            %resource,
             denied = g.denied.max(1),
             suppressed,
             "policy denied a request; answered with an authorization error"

@@ -24,7 +24,7 @@ pub enum SaslError {
         broker: String,
         cause: String,
     },
-    #[error("{mechanism} is not enabled on {broker} (it offers {offered:?}); check the broker's listener and upstream_sasl.mechanism")]
+    #[error("{mechanism} is not enabled on {broker}: SaslHandshake answered error 33 (UNSUPPORTED_SASL_MECHANISM); the broker offers {offered:?}; check the broker's listener and upstream_sasl.mechanism")]
     Unsupported {
         mechanism: &'static str,
         broker: String,
@@ -77,6 +77,9 @@ impl SaslError {
     }
 }
 
+#[cfg(test)]
+mod tests;
+
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 
 /// Kafka's name for the error codes a SaslHandshake can carry.
@@ -92,11 +95,7 @@ fn error_name(code: i16) -> &'static str {
 
 /// A broker-supplied string cut for a log line.
 fn clip(s: &str) -> String {
-    const MAX: usize = 200;
-    match s.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
-        None => s.to_string(),
-    }
+    crate::logs::clip_to(s, 200)
 }
 
 /// What a successful exchange gives.
