@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod rewrite;
 pub mod session;
+mod startup;
 pub mod tls;
 pub mod upstream;
 
@@ -153,7 +154,7 @@ impl Shared {
         self.registry
             .set_upstream(&new)
             .map_err(|e| format!("the new cluster's upstream host allow-list is invalid: {e}"))?;
-        let authenticator = authenticator(&new).await;
+        let authenticator = startup::authenticator(&new).await;
         let reach = upstream::cluster::Reach { tls, authenticator };
         if let Some(c) = self.connector.clusters.switch(Arc::new(new), reach) {
             self.registry.set_generation(c.generation);
@@ -213,82 +214,6 @@ impl Running {
     }
 }
 
-/// The one SNI-routed TLS port, after checking the certificate covers
-/// its names.
-fn start_sni(
-    sni: &config::SniConfig,
-    shared: &Arc<Shared>,
-    tx: &mpsc::UnboundedSender<NewListener>,
-) -> Result<(), String> {
-    let d = shared
-        .config
-        .downstream_tls
-        .as_ref()
-        .ok_or("[sni] needs [downstream_tls]: plaintext carries no server name")?;
-    for w in tls::names::check_sni_names(&d.cert_file, sni).map_err(|e| format!("[sni]: {e}"))? {
-        warn!("{w}");
-    }
-    let socket =
-        bind(&sni.listen).map_err(|e| format!("cannot bind the SNI listener on {}: {e}", sni.listen))?;
-    let router = listener::sni::SniRouter::new(
-        sni.clone(),
-        shared.config.max_dynamic_listeners,
-        shared.registry.clone(),
-    );
-    info!(listener = %sni.listen, routes = %router.describe(), "SNI listener");
-    let _ = shared.sni.set(router.clone());
-    let _ = tx.send(NewListener {
-        socket,
-        target: Target::Sni(router),
-        proxy: sni.proxy_protocol,
-    });
-    Ok(())
-}
-
-/// kgate's own SASL toward the brokers, if configured.
-async fn authenticator(config: &Config) -> Option<Arc<upstream::sasl::Authenticator>> {
-    match &config.upstream_sasl {
-        Some(s) => {
-            let creds = if s.mechanism.uses_aws() {
-                Some(Arc::new(
-                    upstream::credentials::CredentialCache::from_options(&s.aws).await,
-                ))
-            } else {
-                None
-            };
-            info!(mechanism = s.mechanism.wire_name(), "upstream SASL");
-            Some(Arc::new(upstream::sasl::Authenticator::new(s.clone(), creds)))
-        }
-        None => None,
-    }
-}
-
-/// Per-principal upstream identities, when `[[upstream_identity]]` or
-/// `upstream_identity_unmapped = "refuse"` is configured. Roles are
-/// assumed with kgate's own credentials.
-async fn identities(
-    config: &Config,
-    own: Option<&upstream::sasl::Authenticator>,
-) -> Option<upstream::identity::Identities> {
-    let map = &config.upstream_identity;
-    let sasl = config.upstream_sasl.as_ref()?;
-    if map.entries.is_empty() && map.unmapped == config::Unmapped::Default {
-        return None;
-    }
-    // Roles exist only with an IAM mechanism (check-config makes sure);
-    // without one, nothing is ever assumed.
-    let roles = match own.and_then(|a| a.credentials()) {
-        Some(c) => upstream::identity::sts_roles(&sasl.aws, c.provider()).await,
-        None => upstream::identity::no_roles(),
-    };
-    info!(entries = map.entries.len(), unmapped = ?map.unmapped, "per-principal upstream identities");
-    Some(upstream::identity::Identities::new(
-        map.clone(),
-        sasl.clone(),
-        roles,
-    ))
-}
-
 /// Accepts on every listener the registry hands over, and runs the probe
 /// and the certificate reload ticker.
 async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListener>) {
@@ -321,32 +246,17 @@ async fn run_listeners(s: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<NewListen
 }
 
 /// Binds the bootstrap, static and admin listeners and starts accepting.
-/// Raises the open-file limit and says when it is still short: each client
-/// connection holds two descriptors, each listener one.
-fn open_files(c: &Config) {
-    let Some((before, after)) = fd_limit::raise() else {
-        return;
-    };
-    if after != before {
-        info!(before, after, "raised the open-file soft limit to the hard limit");
-    }
-    let needed = (2 * c.max_connections + c.max_dynamic_listeners + 64) as u64;
-    if after < needed {
-        warn!(limit = after, needed, max_connections = c.max_connections, "the open-file limit is below what max_connections needs; raise the hard limit (LimitNOFILE, ulimit -Hn) or lower max_connections");
-    }
-}
-
 pub async fn start(config: Config) -> Result<Running, String> {
     tls::install_provider();
     let config = Arc::new(config);
-    open_files(&config);
+    startup::open_files(&config);
     let upstream_tls = config.upstream_tls.as_ref().map(UpstreamTls::new).transpose()?;
     let downstream_tls = config
         .downstream_tls
         .as_ref()
         .map(|d| DownstreamTls::new(d, config.sni.as_ref()))
         .transpose()?;
-    let authenticator = authenticator(&config).await;
+    let authenticator = startup::authenticator(&config).await;
     let (tx, rx) = mpsc::unbounded_channel::<NewListener>();
     let boot_addr = HostPort::new(config.bind_host.clone(), config.port_base);
     let boot =
@@ -362,25 +272,17 @@ pub async fn start(config: Config) -> Result<Running, String> {
     });
     let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
     let registry = Arc::new(Registry::new(config.clone(), tx.clone())?);
-    let identities = identities(&config, authenticator.as_deref()).await;
+    let identities = startup::identities(&config, authenticator.as_deref()).await;
     let connector = Connector::new(config.clone(), upstream_tls, authenticator).with_identities(identities);
     connector.clusters.set_hold(config.upstream_hold);
-    let client_auth = match &config.client_auth {
-        Some(a) => {
-            let s = downstream::sasl::Server::new(a)?;
-            let mechanisms: Vec<&str> = a.mechanisms.iter().map(|m| m.wire_name()).collect();
-            info!(mechanisms = ?mechanisms, users = s.users(), session_lifetime_ms = a.session_lifetime_ms, "client SASL");
-            Some(Arc::new(s))
-        }
-        None => None,
-    };
+    let client_auth = startup::client_auth(&config)?;
     let versions = Arc::new(protocol::sasl_server::VersionsCache::default());
     let topic_ids = config
         .policy
         .as_ref()
         .map(|_| Arc::new(filter::policy::ids::TopicIds::default()));
     let producer_ids = Arc::new(filter::producer_ids::registry::Registry::default());
-    let chain_for = |rewrite: bool| {
+    let [chain, chain_moved] = [false, true].map(|rewrite| {
         filter::standard_chain(
             registry.clone(),
             connector.clusters.generation.clone(),
@@ -394,8 +296,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
                 rewrite,
             },
         )
-    };
-    let (chain, chain_moved) = (chain_for(false), chain_for(true));
+    });
     info!(filters = ?chain.names(), "filter chain");
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -425,7 +326,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
         proxy: config.proxy_protocol,
     });
     if let Some(sni) = &config.sni {
-        start_sni(sni, &shared, &tx)?;
+        startup::start_sni(sni, &shared, &tx)?;
     }
     let upstreams: Vec<String> = config.bootstrap.iter().map(|b| b.to_string()).collect();
     info!(listener = %bootstrap, upstream = %upstreams.join(","), "bootstrap listener");

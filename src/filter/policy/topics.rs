@@ -16,6 +16,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
+use kafka_protocol::messages::produce_request::TopicProduceData;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 
@@ -28,6 +29,33 @@ fn topic_code(g: &mut Gate, name: &TopicName, id: uuid::Uuid, by_id: bool, o: u8
     } else {
         TOPIC_DENIED
     }
+}
+
+/// A Produce response in which every partition of each topic gets that
+/// topic's error code (nothing written).
+pub fn produce_errors<'a>(topics: impl Iterator<Item = (&'a TopicProduceData, i16)>) -> ProduceResponse {
+    ProduceResponse::default().with_responses(
+        topics
+            .map(|(t, code)| {
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_partition_responses(
+                        t.partition_data
+                            .iter()
+                            .map(|p| {
+                                PartitionProduceResponse::default()
+                                    .with_index(p.index)
+                                    .with_error_code(code)
+                                    .with_base_offset(-1)
+                                    .with_log_append_time_ms(-1)
+                                    .with_log_start_offset(-1)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
 }
 
 pub fn produce(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
@@ -53,30 +81,7 @@ pub fn produce(g: &mut Gate, frame: &[u8]) -> Result<Outcome, String> {
     if !denied.is_empty() && req.acks == 0 {
         return Ok(Outcome::Close("acks=0 Produce to a denied topic"));
     }
-    let resp = ProduceResponse::default().with_responses(
-        denied
-            .iter()
-            .zip(codes)
-            .map(|(t, code)| {
-                TopicProduceResponse::default()
-                    .with_name(t.name.clone())
-                    .with_topic_id(t.topic_id)
-                    .with_partition_responses(
-                        t.partition_data
-                            .iter()
-                            .map(|p| {
-                                PartitionProduceResponse::default()
-                                    .with_index(p.index)
-                                    .with_error_code(code)
-                                    .with_base_offset(-1)
-                                    .with_log_append_time_ms(-1)
-                                    .with_log_start_offset(-1)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    );
+    let resp = produce_errors(denied.iter().zip(codes));
     let all = req.topic_data.is_empty();
     finish(&h, !denied.is_empty(), all, &req, resp, |d| d.responses)
 }

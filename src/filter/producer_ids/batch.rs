@@ -75,14 +75,15 @@ pub fn patch(records: &mut [u8], h: &Head, pid: i64, epoch: i16, seq: i32) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use bytes::BytesMut;
     use kafka_protocol::records::{
         Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
     };
 
-    fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> BytesMut {
+    /// `n` records of one magic-2 batch, encoded by kafka-protocol.
+    pub(in crate::filter::producer_ids) fn batch(pid: i64, epoch: i16, seq: i32, n: usize) -> BytesMut {
         let records: Vec<Record> = (0..n)
             .map(|i| Record {
                 transactional: false,

@@ -16,8 +16,7 @@ use crate::protocol::header::{key, RequestHeader};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, ProducerId};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProducerId};
 use registry::{Key, Lookup, Registry};
 use std::sync::Arc;
 use tracing::debug;
@@ -204,29 +203,8 @@ impl ProducerIds {
 /// Every partition of `req` gets NOT_ENOUGH_REPLICAS: nothing was written,
 /// and the client resends the same batches.
 fn retry_later(h: &frame::Head, req: &ProduceRequest) -> Result<Bytes, String> {
-    let responses = req
-        .topic_data
-        .iter()
-        .map(|t| {
-            TopicProduceResponse::default()
-                .with_name(t.name.clone())
-                .with_topic_id(t.topic_id)
-                .with_partition_responses(
-                    t.partition_data
-                        .iter()
-                        .map(|p| {
-                            PartitionProduceResponse::default()
-                                .with_index(p.index)
-                                .with_error_code(NOT_ENOUGH_REPLICAS)
-                                .with_base_offset(-1)
-                                .with_log_append_time_ms(-1)
-                                .with_log_start_offset(-1)
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
-    frame::response(h, &ProduceResponse::default().with_responses(responses))
+    let all = req.topic_data.iter().map(|t| (t, NOT_ENOUGH_REPLICAS));
+    frame::response(h, &super::policy::topics::produce_errors(all))
 }
 
 #[cfg(test)]

@@ -7,37 +7,14 @@ use super::*;
 use crate::filter::tests::TestConn;
 use crate::protocol::header::peek_request_header;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{RequestHeader as KpHeader, ResponseHeader, TopicName, TransactionalId};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+use kafka_protocol::messages::{
+    ProduceResponse, RequestHeader as KpHeader, ResponseHeader, TopicName, TransactionalId,
 };
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
 
 fn records(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
-    let rs: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id: pid,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: seq + i as i32,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(Bytes::from(format!("v{i}"))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    let mut out = BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut out, &rs, &opts).expect("encode");
-    out.freeze()
+    super::batch::tests::batch(pid, epoch, seq, n).freeze()
 }
 
 fn framed(key: i16, v: i16, corr: i32, body: impl FnOnce(&mut BytesMut)) -> Vec<u8> {
