@@ -170,17 +170,16 @@ impl ProducerIds {
                     let m = match self.ids.lookup(hd.pid, hd.epoch, generation) {
                         Lookup::Pass => continue,
                         Lookup::Wait => {
+                            debug!(producer_id = hd.pid, epoch = hd.epoch, %topic, partition = p.index, sequence = hd.seq, "batch waits for a producer id from this cluster");
+                            self.ids.waited(key(hd, generation), &topic, p.index, hd.seq);
                             wait = true;
                             continue;
                         }
                         Lookup::Map(m) => m,
                     };
-                    let k = Key {
-                        pid: hd.pid,
-                        epoch: hd.epoch,
-                        generation,
-                    };
+                    let k = key(hd, generation);
                     let seq = self.ids.sequence(k, &topic, p.index, hd.seq);
+                    debug!(producer_id = hd.pid, to = m.pid, %topic, partition = p.index, sequence = hd.seq, to_sequence = seq, "batch mapped");
                     let buf = out.get_or_insert_with(|| BytesMut::from(&records[..]));
                     batch::patch(buf, hd, m.pid, m.epoch, seq);
                 }
@@ -197,6 +196,14 @@ impl ProducerIds {
             return Ok(RequestVerdict::Pass);
         }
         frame::request(&h, &req).map(RequestVerdict::Replace)
+    }
+}
+
+fn key(hd: &batch::Head, generation: u64) -> Key {
+    Key {
+        pid: hd.pid,
+        epoch: hd.epoch,
+        generation,
     }
 }
 

@@ -21,6 +21,8 @@ use std::sync::Mutex;
 
 pub const MAX_ENTRIES: usize = 100_000;
 pub const MAX_PENDING: usize = 10_000;
+/// Partitions whose first sequence is kept per waiting producer.
+pub const MAX_PARTITIONS: usize = 100_000;
 /// Virtual ids start here ("kg" in the top bytes); Kafka allocates ids in
 /// blocks from 0 and never comes near.
 pub const VIRTUAL_BASE: i64 = 0x6b67 << 48;
@@ -68,6 +70,10 @@ struct Inner {
     mapped_order: VecDeque<Key>,
     pending: HashSet<Key>,
     fetching: HashSet<Key>,
+    /// The lowest sequence seen per partition while a key waits: the
+    /// client's oldest unacknowledged batch, where counting from 0 starts
+    /// (a newer batch can arrive first, before the older ones' retries).
+    waiting: HashMap<Key, HashMap<(String, i32), i32>>,
     next_virtual: i64,
 }
 
@@ -171,6 +177,20 @@ impl Registry {
         }
     }
 
+    /// A batch of `key` on (topic, partition) was answered "retry" while
+    /// its id is fetched.
+    pub fn waited(&self, key: Key, topic: &str, partition: i32, seq: i32) {
+        let mut g = self.lock();
+        if seq < 0 || (!g.waiting.contains_key(&key) && g.waiting.len() >= MAX_PENDING) {
+            return;
+        }
+        let bases = g.waiting.entry(key).or_default();
+        if bases.len() < MAX_PARTITIONS {
+            let b = bases.entry((topic.to_string(), partition)).or_insert(seq);
+            *b = (*b).min(seq);
+        }
+    }
+
     /// The sequence to send for `seq` of a rebased mapping on one partition.
     pub fn sequence(&self, key: Key, topic: &str, partition: i32, seq: i32) -> i32 {
         let mut g = self.lock();
@@ -209,7 +229,7 @@ impl Registry {
                 epoch,
                 rebase: true,
             },
-            bases: HashMap::new(),
+            bases: g.waiting.remove(&key).unwrap_or_default(),
         };
         bounded_insert(&mut g.mapped, &mut g.mapped_order, key, slot);
     }
@@ -264,6 +284,33 @@ mod tests {
         );
         // A rollback to generation 3 asks again.
         assert_eq!(r.lookup(7, 0, 3), Lookup::Wait);
+    }
+
+    #[test]
+    fn counting_starts_at_the_oldest_batch_seen_while_waiting() {
+        let r = Registry::default();
+        r.issued(1, 0, 1);
+        assert_eq!(r.lookup(1, 0, 2), Lookup::Wait);
+        let key = Key {
+            pid: 1,
+            epoch: 0,
+            generation: 2,
+        };
+        // A newer batch answered first, then the older one.
+        r.waited(key, "t", 0, 1334);
+        r.waited(key, "t", 0, 794);
+        r.waited(key, "t", 1, 793);
+        let k = r.take_pending(2);
+        r.fill(k[0], 2, 0);
+        // The newer batch may be forwarded first: it is not the base.
+        assert_eq!(r.sequence(key, "t", 0, 1334), 540);
+        assert_eq!(r.sequence(key, "t", 0, 794), 0);
+        assert_eq!(r.sequence(key, "t", 1, 793), 0);
+        assert_eq!(
+            r.sequence(key, "t", 2, 10),
+            0,
+            "a partition not seen while waiting"
+        );
     }
 
     #[test]
