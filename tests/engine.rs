@@ -237,6 +237,63 @@ async fn requests_are_cut_through_and_answers_stay_in_order() {
     assert!(metrics::get().frames_streamed[0].load(Relaxed) > before);
 }
 
+/// A large Produce starts moving once kgate has read up to its acks: the
+/// broker gets its first bytes while the client has sent only 2 KiB (a
+/// fixed 66 KiB head would hold them back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_produce_moves_before_a_fixed_head_arrives() {
+    use tokio::io::AsyncReadExt;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let up = serve(move |mut sock: TcpStream| {
+        let tx = tx.clone();
+        async move {
+            // The first (small) request, answered.
+            let Some(f) = read_frame(&mut sock).await else {
+                return;
+            };
+            let corr = i32::from_be_bytes([f[8], f[9], f[10], f[11]]);
+            let r = ProduceResponse::default();
+            let _ = sock
+                .write_all(&response_frame(ApiKey::Produce, 9, corr, &r))
+                .await;
+            // Then raw bytes of the large one, reported as they come.
+            let mut got = 0usize;
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = sock.read(&mut buf).await {
+                if n == 0 {
+                    return;
+                }
+                got += n;
+                let _ = tx.send(got);
+            }
+        }
+    })
+    .await;
+    let kg = start_kgate(vec![hp(up)], 4).await;
+    let mut s = TcpStream::connect(kg.bootstrap).await.unwrap();
+    let small = ProduceRequest::default()
+        .with_acks(1)
+        .with_topic_data(topic_data(10));
+    s.write_all(&request_frame(ApiKey::Produce, 9, 4, &small))
+        .await
+        .unwrap();
+    let _ = read_frame(&mut s).await.unwrap();
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_topic_data(topic_data(4 << 20));
+    let frame = request_frame(ApiKey::Produce, 9, 5, &req);
+    s.write_all(&frame[..2048]).await.unwrap();
+    let mut seen = 0;
+    while seen < 1024 {
+        seen = tokio::time::timeout(std::time::Duration::from_secs(20), rx.recv())
+            .await
+            .expect("the broker got the Produce's first bytes while the client had sent 2 KiB")
+            .expect("broker running");
+    }
+    assert!(seen <= 2048, "only what the client sent: {seen}");
+    drop(kg);
+}
+
 fn topic_data(bytes: usize) -> Vec<produce_request::TopicProduceData> {
     let p = produce_request::PartitionProduceData::default()
         .with_index(0)

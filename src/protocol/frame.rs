@@ -198,6 +198,31 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Buffers at least `n` bytes of the current frame (`n` must not exceed
     /// its length). EOF first is a truncation.
+    /// Reads until `enough` (given the buffered prefix, it says how many
+    /// bytes it needs, or `None` when it cannot tell yet) is satisfied, or
+    /// `cap` bytes are buffered. Returns how many buffered bytes (at most
+    /// `cap`) to look at.
+    pub async fn ensure_until(
+        &mut self,
+        cap: usize,
+        enough: impl Fn(&[u8]) -> Option<usize>,
+    ) -> Result<usize, FrameError> {
+        let mut want = cap.min(256);
+        loop {
+            self.ensure(want).await?;
+            let have = self.buf.len().min(cap);
+            let next = match enough(&self.buf[..have]) {
+                Some(n) if n <= have => return Ok(have),
+                Some(n) => n.min(cap),
+                None => have.saturating_mul(4).min(cap),
+            };
+            if next <= have {
+                return Ok(have);
+            }
+            want = next;
+        }
+    }
+
     pub async fn ensure(&mut self, n: usize) -> Result<(), FrameError> {
         while self.buf.len() < n {
             let want = (n - self.buf.len()).min(4 * MAX_CHUNK);

@@ -79,6 +79,22 @@ pub fn response_body_offset(frame: &[u8], api_key: i16, version: i16) -> WireRes
     Ok(r.pos())
 }
 
+/// How many bytes of a Produce frame [`peek_produce_acks`] reads, told from
+/// a prefix of it; `None` while the prefix is too short to tell. Lets the
+/// pump forward a large Produce after its first bytes instead of after a
+/// fixed head.
+pub fn produce_head_len(prefix: &[u8], h: &RequestHeader) -> Option<usize> {
+    if h.api_key != key::PRODUCE {
+        return None;
+    }
+    let body = request_body_offset(prefix, h).ok()?;
+    let mut r = Reader::at(prefix, body);
+    if h.api_version >= 3 {
+        r.any_string(h.api_version >= 9).ok()?;
+    }
+    Some(r.pos() + 2)
+}
+
 /// The `acks` field of a Produce request (every version).
 pub fn peek_produce_acks(frame: &[u8], h: &RequestHeader) -> WireResult<i16> {
     let body = request_body_offset(frame, h)?;
@@ -116,6 +132,28 @@ mod tests {
         let mut f = (body.len() as i32).to_be_bytes().to_vec();
         f.extend_from_slice(&body);
         f
+    }
+
+    #[test]
+    fn the_produce_head_ends_right_after_acks_and_prefixes_cannot_tell_early() {
+        for v in 3..=13 {
+            for txn in [None, Some("a-transaction")] {
+                let f = produce_frame(v, 1, txn);
+                let h = peek_request_header(&f).unwrap();
+                let n = produce_head_len(&f, &h).expect("whole frame");
+                assert_eq!(peek_produce_acks(&f[..n], &h).unwrap(), 1, "v{v} {txn:?}");
+                assert!(
+                    peek_produce_acks(&f[..n - 1], &h).is_err(),
+                    "v{v}: acks ends at {n}"
+                );
+                for cut in 12..n {
+                    assert!(
+                        produce_head_len(&f[..cut], &h).is_none_or(|m| m > cut),
+                        "v{v} {txn:?}: a {cut}-byte prefix claimed enough"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::config::CutoverOrder;
 use crate::filter::{Chain, Need, RequestVerdict, HEAD_BYTES};
 use crate::metrics;
 use crate::protocol::frame::{CopyError, FrameReader};
-use crate::protocol::header::{peek_request_header, RequestHeader};
+use crate::protocol::header::{peek_request_header, produce_head_len, RequestHeader};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -285,7 +285,16 @@ impl<R: AsyncRead + Unpin + AsTcp, W: AsyncWrite + Unpin + Send + AsTcp> Request
             Need::Whole => total,
         };
         let _held = p.budget.hold(seen).await;
-        c.ensure(seen).await.map_err(SessionError::ClientFrame)?;
+        let seen = if plan.request == Need::Head {
+            // Only as far as the Produce's acks, not a fixed head: a large
+            // Produce starts moving once its first bytes are in.
+            c.ensure_until(seen, |b| produce_head_len(b, &h))
+                .await
+                .map_err(SessionError::ClientFrame)?
+        } else {
+            c.ensure(seen).await.map_err(SessionError::ClientFrame)?;
+            seen
+        };
         let verdict = match plan.request {
             Need::Skip => RequestVerdict::Pass,
             _ => p.chain.on_request(p.ctx, &h, &c.buffered()[..seen], &mut plan)?,
