@@ -192,7 +192,7 @@ def switch(op: Operator, topic: str, group: str, src: str, dst: str, dst_start: 
     offsets = committed(src, topic, group)
     print(f"switch {src} -> {dst}: copied to {end}, group offsets {offsets}, consumer errors so far "
           f"{cons.errors[:3]} {cons.errors[-3:]}, {len(cons.commits)} commits, last {cons.commits[-1:]}")
-    if not commit_offsets(dst, topic, group, offsets, 60 if sync_required else 15):
+    if not commit_offsets(dst, topic, group, offsets, 60 if sync_required else 5):
         # tansu keeps the group's member from before the first switch and
         # refuses a commit from outside the group; said, not skipped.
         assert not sync_required, f"group offsets could not be synced to {dst}"
