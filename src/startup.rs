@@ -5,7 +5,7 @@
 use crate::config::{self, Config};
 use crate::listener::registry::{bind, NewListener};
 use crate::session::target::Target;
-use crate::{downstream, fd_limit, listener, tls, upstream, Shared};
+use crate::{downstream, fd_limit, listener, upstream, Shared};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -36,20 +36,15 @@ pub(crate) fn client_auth(config: &Config) -> Result<Option<Arc<downstream::sasl
     Ok(Some(Arc::new(s)))
 }
 
-/// The one SNI-routed TLS port, after checking the certificate covers
-/// its names.
+/// The one SNI-routed TLS port (client TLS already checked that its
+/// certificate covers the names: `DownstreamTls::new`).
 pub(crate) fn start_sni(
     sni: &config::SniConfig,
     shared: &Arc<Shared>,
     tx: &mpsc::UnboundedSender<NewListener>,
 ) -> Result<(), String> {
-    let d = shared
-        .config
-        .downstream_tls
-        .as_ref()
-        .ok_or("[sni] needs [downstream_tls]: plaintext carries no server name")?;
-    for w in tls::names::check_sni_names(&d.cert_file, sni).map_err(|e| format!("[sni]: {e}"))? {
-        warn!("{w}");
+    if shared.downstream_tls.is_none() {
+        return Err("[sni] needs [downstream_tls]: plaintext carries no server name".into());
     }
     let socket =
         bind(&sni.listen).map_err(|e| format!("cannot bind the SNI listener on {}: {e}", sni.listen))?;

@@ -15,6 +15,7 @@
 
 mod engine_metrics;
 pub mod health;
+pub mod own_request;
 pub mod probe;
 pub mod producer_ids;
 mod prometheus;

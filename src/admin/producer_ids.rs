@@ -5,14 +5,13 @@
 //! kgate, on one connection. The producer's retry then goes out under the
 //! new id (`filter::producer_ids`).
 
+use crate::filter::policy::frame::response_body;
 use crate::filter::producer_ids::registry::{Key, Registry};
 use crate::upstream::dial::Route;
 use crate::Shared;
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId, RequestHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use bytes::BytesMut;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::protocol::Decodable;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -36,33 +35,16 @@ fn version(shared: &Shared) -> i16 {
 }
 
 fn request(version: i16, correlation: i32) -> Result<BytesMut, String> {
-    let mut b = BytesMut::with_capacity(48);
-    b.extend_from_slice(&[0; 4]);
-    let key = ApiKey::InitProducerId;
-    RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("kgate")))
-        .encode(&mut b, key.request_header_version(version))
-        .map_err(|e| e.to_string())?;
-    InitProducerIdRequest::default()
+    let body = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000)
         .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
-        .encode(&mut b, version)
-        .map_err(|e| e.to_string())?;
-    let n = (b.len() - 4) as i32;
-    b[..4].copy_from_slice(&n.to_be_bytes());
-    Ok(b)
+        .with_producer_epoch(-1);
+    super::own_request::frame(ApiKey::InitProducerId, version, correlation, &body)
 }
 
 fn parse(frame: &[u8], version: i16) -> Result<(i64, i16), String> {
-    let key = ApiKey::InitProducerId;
-    let off = crate::protocol::header::response_body_offset(frame, key as i16, version)
-        .map_err(|e| e.to_string())?;
-    let mut body = Bytes::copy_from_slice(frame.get(off..).ok_or("short response")?);
+    let mut body = response_body(frame, ApiKey::InitProducerId, version)?;
     let r = InitProducerIdResponse::decode(&mut body, version).map_err(|e| e.to_string())?;
     if r.error_code != 0 {
         return Err(format!("InitProducerId answered error {}", r.error_code));
@@ -121,7 +103,8 @@ pub async fn run(shared: Arc<Shared>, ids: Arc<Registry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::Encodable;
 
     #[test]
     fn the_request_decodes_and_a_response_parses() {

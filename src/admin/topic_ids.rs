@@ -12,8 +12,7 @@ use crate::filter::policy::metadata;
 use crate::upstream::dial::Route;
 use crate::Shared;
 use bytes::BytesMut;
-use kafka_protocol::messages::{ApiKey, MetadataRequest, RequestHeader};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, MetadataRequest};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, warn};
@@ -23,23 +22,10 @@ const CORRELATION: i32 = 0x6b67_6964;
 const EVERY: Duration = Duration::from_secs(1);
 
 fn request() -> Result<BytesMut, String> {
-    let mut b = BytesMut::with_capacity(32);
-    b.extend_from_slice(&[0; 4]);
-    RequestHeader::default()
-        .with_request_api_key(ApiKey::Metadata as i16)
-        .with_request_api_version(VERSION)
-        .with_correlation_id(CORRELATION)
-        .with_client_id(Some(StrBytes::from_static_str("kgate")))
-        .encode(&mut b, ApiKey::Metadata.request_header_version(VERSION))
-        .map_err(|e| e.to_string())?;
-    MetadataRequest::default()
+    let body = MetadataRequest::default()
         .with_topics(None)
-        .with_allow_auto_topic_creation(false)
-        .encode(&mut b, VERSION)
-        .map_err(|e| e.to_string())?;
-    let n = (b.len() - 4) as i32;
-    b[..4].copy_from_slice(&n.to_be_bytes());
-    Ok(b)
+        .with_allow_auto_topic_creation(false);
+    super::own_request::frame(ApiKey::Metadata, VERSION, CORRELATION, &body)
 }
 
 /// Asks the current cluster for every topic and learns their ids.

@@ -25,7 +25,9 @@ fn build(c: &DownstreamTlsConfig, sni: Option<&SniConfig>) -> Result<Arc<ServerC
     if let Some(sni) = sni {
         // A renewed certificate must still cover the SNI port's names;
         // one that does not is refused and the current one kept.
-        crate::tls::names::check_sni_names(&c.cert_file, sni).map_err(|e| format!("[sni]: {e}"))?;
+        for w in crate::tls::names::check_sni_names(&c.cert_file, sni).map_err(|e| format!("[sni]: {e}"))? {
+            warn!("{w}");
+        }
     }
     let chain = load_certs(&c.cert_file)?;
     let key = load_key(&c.key_file, c.passphrase.as_ref())?;
